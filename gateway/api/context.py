@@ -1,0 +1,57 @@
+"""From an ASGI scope to the service layer's RequestContext: client IP, request id, principal."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from starlette.types import Scope
+
+from gateway.auth import AuthRequest
+from gateway.auth.client_ip import client_ip
+from gateway.models import RequestContext
+from gateway.service import GatewayService
+from gateway.settings import Network
+
+
+def header_map(scope: Scope) -> dict[str, str]:
+    """Lower-case names; repeated headers are joined with ', ' as RFC 9110 allows."""
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope["headers"]:
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
+
+
+def raw_path(scope: Scope) -> bytes:
+    raw = scope.get("raw_path")
+    if isinstance(raw, bytes):
+        return raw.split(b"?", 1)[0]
+    return str(scope["path"]).encode("utf-8", "surrogateescape")
+
+
+async def request_context(
+    scope: Scope, service: GatewayService, trusted: Sequence[Network], *, authenticate: bool = True
+) -> RequestContext:
+    headers = header_map(scope)
+    client = scope.get("client")
+    peer = client[0] if client else None
+    ip = client_ip(peer, headers, trusted)
+    ctx = RequestContext(
+        request_id=scope["state"]["request_id"],
+        client_ip=ip,
+        user_agent=headers.get("user-agent", ""),
+    )
+    if not authenticate:
+        return ctx
+    auth_request = AuthRequest(
+        method=scope["method"],
+        path=raw_path(scope).decode("latin-1"),
+        query=scope.get("query_string", b"").decode("latin-1"),
+        headers=headers,
+        client_ip=ip,
+    )
+    principal = await service.authenticate(auth_request, ctx)
+    return replace(ctx, principal=principal)
+

@@ -1,0 +1,118 @@
+"""The object routes. Thin: parse the request, call one service function, shape the response.
+
+``/v1/datasets/...`` and ``/v1/local/...`` are dispatched on the raw path before any router, so
+that the key arrives exactly as sent (percent-encoding intact) and the hot path skips FastAPI's
+per-request validation.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, unquote
+
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway.api.context import header_map, raw_path, request_context
+from gateway.api.errors import error_response, json_response
+from gateway.api.files import file_response
+from gateway.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound
+from gateway.models import SignedUrl
+
+if TYPE_CHECKING:
+    from gateway.app import Runtime
+
+_DATASET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+OBJECTS = b"/v1/datasets/"
+LOCAL = b"/v1/local/"
+
+
+def rfc3339(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def url_json(url: SignedUrl) -> dict[str, str]:
+    return {"url": url.url, "expires_at": rfc3339(url.expires_at)}
+
+
+def _split(path: bytes, prefix: bytes, middle: bytes) -> tuple[str, bytes]:
+    rest = path[len(prefix):]
+    dataset_raw, _, tail = rest.partition(b"/")
+    dataset = unquote(dataset_raw.decode("latin-1"))
+    if not _DATASET.match(dataset):
+        raise NotFound("there is no such dataset")
+    if middle:
+        if not tail.startswith(middle):
+            raise NotFound(f"expected {prefix.decode()}{{dataset}}/{middle.decode()}{{key}}")
+        tail = tail[len(middle):]
+    return dataset, tail
+
+
+def _wants_json(scope: Scope, headers: dict[str, str]) -> bool:
+    query = scope.get("query_string", b"")
+    if b"format=json" in query and parse_qs(query.decode("latin-1")).get("format") == ["json"]:
+        return True
+    accept = headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+class ObjectRoutes:
+    """Serves the object and local-file routes; hands everything else to the inner app."""
+
+    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = raw_path(scope)
+        if path.startswith(OBJECTS):
+            handler = self.objects
+        elif path.startswith(LOCAL):
+            handler = self.local
+        else:
+            await self.app(scope, receive, send)
+            return
+        try:
+            if scope["method"] not in ("GET", "HEAD"):
+                raise MethodNotAllowed("use GET or HEAD")
+            response = await handler(scope, path)
+        except GatewayError as exc:
+            response = error_response(exc, scope["state"]["request_id"])
+            if isinstance(exc, MethodNotAllowed):
+                response.headers["Allow"] = "GET, HEAD, OPTIONS"
+        await response(scope, receive, send)
+
+    async def objects(self, scope: Scope, path: bytes) -> Response:
+        dataset, raw_key = _split(path, OBJECTS, b"objects/")
+        runtime = self.runtime
+        ctx = await request_context(scope, runtime.service, runtime.settings.trusted_proxies)
+        url = await runtime.service.sign(ctx, dataset, raw_key, action="redirect")
+        max_age = runtime.service.cache_max_age(url)
+        headers = {"Cache-Control": f"private, max-age={max_age}", "Referrer-Policy": "no-referrer"}
+        if _wants_json(scope, header_map(scope)):
+            headers["Vary"] = "Accept"
+            return json_response(url_json(url), 200, headers)
+        # The Location is the backend's URL for the authorized key; nothing from the request is in it.
+        headers["Location"] = url.url
+        headers["Vary"] = "Accept"
+        return Response(status_code=302, headers=headers)
+
+    async def local(self, scope: Scope, path: bytes) -> Response:
+        dataset, raw_key = _split(path, LOCAL, b"")
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        exp, sig = query.get("exp", [""]), query.get("sig", [""])
+        if len(exp) != 1 or len(sig) != 1:
+            raise BadRequest("give exp and sig exactly once")
+        runtime = self.runtime
+        headers = header_map(scope)
+        # The URL's own signature is the credential here; no other authentication applies.
+        ctx = await request_context(scope, runtime.service, runtime.settings.trusted_proxies, authenticate=False)
+        file = await runtime.service.resolve_local(ctx, dataset, raw_key, exp[0], sig[0])
+        max_age = max(0, int(exp[0]) - int(runtime.clock()))
+        return file_response(file, scope["method"], headers, max_age)
+

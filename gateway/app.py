@@ -1,0 +1,242 @@
+"""The composition root: the one place that chooses concrete backends, authenticators, caches and sinks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from prometheus_client import CollectorRegistry
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway.api.errors import error_body, error_response, json_response
+from gateway.api.middleware import CorsMiddleware, RequestIdMiddleware
+from gateway.api.routes import ObjectRoutes
+from gateway.api.service_routes import router
+from gateway.audit import AuditSink
+from gateway.audit.log import AuditLog
+from gateway.audit.sinks import FileSink, StdoutSink
+from gateway.auth import AuthChain, Authenticator
+from gateway.auth.replay import MemoryReplayStore
+from gateway.backends import Backend
+from gateway.backends.local import LocalBackend
+from gateway.cache.memory import MemoryUrlCache
+from gateway.config import (
+    AuditConfig,
+    AuthConfig,
+    GcsBackend,
+    PolicyFile,
+    RedisStreamSink,
+    S3Backend,
+    default_policy,
+    load_policy,
+)
+from gateway.config import (
+    FileSink as FileSinkConfig,
+)
+from gateway.config import (
+    LocalBackend as LocalBackendConfig,
+)
+from gateway.config import (
+    StdoutSink as StdoutSinkConfig,
+)
+from gateway.errors import ConfigError, GatewayError
+from gateway.metrics import Metrics
+from gateway.policy import compile_policy
+from gateway.service import GatewayService, State, StateHolder
+from gateway.service.reloader import PolicyReloader
+from gateway.settings import Settings
+
+log = logging.getLogger("gateway")
+
+
+class Runtime:
+    """Everything one app instance owns, built once at startup and reused by every request."""
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time,
+                 registry: CollectorRegistry | None = None, environ: Mapping[str, str] | None = None) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.environ = environ
+        self.metrics = Metrics(registry or CollectorRegistry())
+        if settings.signing_key:
+            self.signing_key = settings.signing_key.encode()
+        else:
+            self.signing_key = secrets.token_bytes(32)
+            log.warning(
+                "GATEWAY_SIGNING_KEY is not set; generated a random key. Local-disk URLs will not survive "
+                "a restart and will differ between replicas"
+            )
+        self.http = httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=3.0), follow_redirects=False)
+        self.replay = MemoryReplayStore()
+        if settings.config is not None:
+            policy, raw = load_policy(settings.config)
+        else:
+            policy, raw = default_policy(settings.local_dir, settings.cors_origins), None
+        state = self.build_state(policy, raw, None)
+        self.holder = StateHolder(state)
+        self.audit = self._audit_log(policy.audit)
+        self.service = GatewayService(self.holder, cache=MemoryUrlCache(), audit=self.audit,
+                                      metrics=self.metrics, clock=clock)
+        self.reloader: PolicyReloader | None = None
+        if settings.config is not None:
+            self.reloader = PolicyReloader(settings.config, self.holder, self.build_state, self.metrics,
+                                           interval=settings.reload_interval)
+            self.reloader.mark_loaded(raw or b"")
+        self.metrics.policy_info.set(state.loaded_at)
+
+    # -- building state from a policy -------------------------------------------------------
+    def build_state(self, policy: PolicyFile, raw: bytes | None, previous: State | None) -> State:
+        """Build everything a policy implies; raise ConfigError listing every problem."""
+        problems: list[str] = []
+        backends: dict[str, Backend] = {}
+        for name, dataset in policy.datasets.items():
+            old = previous.backends.get(name) if previous else None
+            old_config = previous.policy.source.datasets[name].backend if previous and old else None
+            if old is not None and old_config == dataset.backend:
+                backends[name] = old  # unchanged: keep its clients, credentials and caches
+                continue
+            try:
+                backends[name] = self.build_backend(name, dataset.backend)
+            except ConfigError as exc:
+                problems.extend(f"datasets.{name}.backend: {p}" for p in exc.problems)
+        try:
+            auth = AuthChain(self.build_authenticators(policy.auth))
+        except ConfigError as exc:
+            problems.extend(f"auth: {p}" for p in exc.problems)
+        if problems:
+            raise ConfigError(str(self.settings.config or "<embedded default>"), problems)
+        cors = frozenset(policy.cors.allow_origins) | frozenset(self.settings.cors_origins)
+        return State(compile_policy(policy, raw), backends, auth, cors, loaded_at=self.clock())
+
+    def build_backend(self, dataset: str, config: LocalBackendConfig | S3Backend | GcsBackend) -> Backend:
+        match config:
+            case LocalBackendConfig():
+                return LocalBackend(config, dataset=dataset, base_url=self.settings.base_url(),
+                                    signing_key=self.signing_key)
+            case S3Backend():
+                # Imported here: boto3 costs startup time that local-only deployments should not pay.
+                from gateway.backends.s3 import S3Backend as S3
+
+                return S3(config)
+            case GcsBackend():
+                from gateway.backends.gcs import GcsBackend as Gcs
+
+                return Gcs(config)
+
+    def build_authenticators(self, config: AuthConfig) -> list[Authenticator]:
+        authenticators: list[Authenticator] = []
+        if config.vendors:
+            from gateway.auth.vendor import VendorAuthenticator
+
+            authenticators.append(VendorAuthenticator(config.vendors, replay=self.replay, environ=self.environ))
+        if config.oidc:
+            from gateway.auth.oidc import OidcAuthenticator
+
+            authenticators.append(OidcAuthenticator(config.oidc, http=self.http))
+        return authenticators
+
+    def _audit_log(self, config: AuditConfig) -> AuditLog:
+        sinks: list[AuditSink] = []
+        for sink in config.sinks:
+            match sink:
+                case StdoutSinkConfig():
+                    sinks.append(StdoutSink())
+                case FileSinkConfig():
+                    sinks.append(FileSink(Path(sink.path)))
+                case RedisStreamSink():
+                    raise ConfigError("audit.sinks", ["redis_stream needs GATEWAY_REDIS_URL (not yet supported)"])
+        return AuditLog(sinks, max_queue=self.settings.audit_queue_size, fail_closed=config.fail_closed,
+                        on_drop=self.metrics.audit_dropped.inc)
+
+    # -- readiness --------------------------------------------------------------------------
+    def readiness(self) -> dict[str, Any]:
+        state = self.holder.current
+        backends = {name: backend.health() for name, backend in state.backends.items()}
+        healthy = all(bool(h.get("ok")) for h in backends.values())
+        degraded = not healthy or self.holder.last_reload_error is not None
+        return {
+            "status": "degraded" if degraded else "ready",
+            "policy_version": state.version,
+            "policy_loaded_at": state.loaded_at,
+            "last_reload_error": self.holder.last_reload_error,
+            "backends": backends,
+            "cache": {"memory": "ok", "redis": "disabled"},
+        }
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+        self.audit.close()
+
+
+class GatewayApp:
+    """The ASGI entry point, with its runtime at hand for the CLI and the tests."""
+
+    def __init__(self, asgi: ASGIApp, runtime: Runtime) -> None:
+        self.asgi = asgi
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.asgi(scope, receive, send)
+
+
+def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
+               registry: CollectorRegistry | None = None, environ: Mapping[str, str] | None = None) -> GatewayApp:
+    """Build the ASGI app. Raises ConfigError, listing every problem, when the policy is invalid."""
+    runtime = Runtime(settings, clock=clock, registry=registry, environ=environ)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(runtime.reloader.run()) if runtime.reloader else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await runtime.aclose()
+
+    api = FastAPI(title="URL-signing gateway", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
+    api.state.runtime = runtime
+    api.include_router(router)
+
+    @api.exception_handler(GatewayError)
+    async def _gateway_error(request: Request, exc: GatewayError) -> Response:
+        return error_response(exc, request.state.request_id)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+        return json_response(error_body(code, str(exc.detail).lower(), request.state.request_id),
+                             exc.status_code, dict(exc.headers or {}))
+
+    @api.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return json_response(error_body("bad_request", "the request is malformed", request.state.request_id), 400)
+
+    holder = runtime.holder
+    asgi: ASGIApp = ObjectRoutes(api, runtime)
+    asgi = CorsMiddleware(asgi, origins=lambda: holder.current.cors_origins,
+                          max_age=lambda: int(holder.current.policy.source.cors.max_age))
+    asgi = RequestIdMiddleware(asgi, runtime.metrics)
+    return GatewayApp(asgi, runtime)
+
+
+def app_from_env() -> GatewayApp:
+    """Factory for multi-worker serving: each worker reads the same GATEWAY_* environment."""
+    from gateway import logs
+
+    settings = Settings()
+    logs.configure(settings.log_level, settings.log_format)
+    return create_app(settings)

@@ -1,0 +1,49 @@
+"""Audit sinks: stdout and an append-only file."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+
+class StdoutSink:
+    name = "stdout"
+
+    def write(self, lines: list[bytes]) -> None:
+        sys.stdout.buffer.write(b"".join(lines))
+        sys.stdout.buffer.flush()
+
+    def reopen(self) -> None:
+        return None
+
+    def close(self) -> None:
+        sys.stdout.flush()
+
+
+class FileSink:
+    """Appends with O_APPEND and one write() per batch of whole lines, so that several workers
+    appending to the same file never tear each other's lines."""
+
+    name = "file"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = self._open()
+
+    def _open(self) -> int:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+
+    def write(self, lines: list[bytes]) -> None:
+        data = b"".join(lines)
+        while data:
+            written = os.write(self._fd, data)
+            data = data[written:]
+
+    def reopen(self) -> None:
+        old, self._fd = self._fd, self._open()
+        os.close(old)
+
+    def close(self) -> None:
+        os.close(self._fd)

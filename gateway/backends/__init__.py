@@ -1,0 +1,40 @@
+"""Storage backends behind one Protocol. The composition root picks one per dataset by ``kind``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from gateway.models import SignedUrl
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Turns canonical object keys into presigned URLs.
+
+    ``keys`` are relative to the dataset; the backend joins its own prefix. Signing is
+    deterministic: equal ``keys``, ``signed_at`` and ``expires_in`` give equal URLs, so that
+    replicas agree and browsers can cache. A backend may shorten ``expires_in`` (for example to
+    the remaining life of temporary credentials); the returned ``expires_at`` is the truth.
+    Signing never looks an object up. Unreachable dependencies raise ``Unavailable``.
+    """
+
+    kind: str
+    # True when signing costs more than a Redis round trip (RSA, IAM signBlob): worth sharing.
+    shared_cache: bool
+
+    async def sign(self, keys: Sequence[str], *, signed_at: int, expires_in: int) -> list[SignedUrl]: ...
+
+    def health(self) -> dict[str, object]:
+        """Readiness details without touching the network (credentials present, not expired)."""
+        ...
+
+
+@runtime_checkable
+class FileSource(Protocol):
+    """A backend that serves bytes itself (local disk), behind its own URL signature."""
+
+    def resolve(self, key: str, *, exp: str, sig: str, now: float) -> Path:
+        """Check the URL signature and return the file's real path, never outside the root."""
+        ...

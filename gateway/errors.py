@@ -1,0 +1,99 @@
+"""The gateway's error tree. Each class carries its HTTP status and a stable code.
+
+Nothing outside the HTTP layer turns these into responses; foreign exceptions are
+translated into them where they enter (``raise X from exc``).
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, detail: str = "", *, retry_after: int | None = None) -> None:
+        super().__init__(detail or self.code)
+        self.detail = detail or self.code.replace("_", " ")
+        self.retry_after = retry_after
+
+
+class BadRequest(GatewayError):
+    status = 400
+    code = "bad_request"
+
+
+class InvalidKey(BadRequest):
+    code = "invalid_key"
+
+
+class Unauthenticated(GatewayError):
+    """A credential of a known scheme that is missing, malformed or wrong (never falls through)."""
+
+    status = 401
+    code = "unauthenticated"
+
+    def __init__(self, detail: str = "", *, scheme: str = "Bearer", reason: str = "invalid") -> None:
+        super().__init__(detail)
+        self.scheme = scheme
+        self.reason = reason
+
+
+class Forbidden(GatewayError):
+    status = 403
+    code = "forbidden"
+
+    def __init__(self, detail: str = "", *, reason: str = "no_rule_matched") -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class NotFound(GatewayError):
+    status = 404
+    code = "not_found"
+
+
+class UnknownDataset(NotFound):
+    code = "unknown_dataset"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    code = "batch_too_large"
+
+
+class RangeNotSatisfiable(GatewayError):
+    status = 416
+    code = "range_not_satisfiable"
+
+    def __init__(self, detail: str = "", *, size: int = 0) -> None:
+        super().__init__(detail)
+        self.size = size
+
+
+class RateLimited(GatewayError):
+    status = 429
+    code = "rate_limited"
+
+
+class Unavailable(GatewayError):
+    """A backend, identity provider or sink cannot be reached; always carries Retry-After."""
+
+    status = 503
+    code = "unavailable"
+
+    def __init__(self, detail: str = "", *, retry_after: int | None = 5) -> None:
+        super().__init__(detail, retry_after=retry_after)
+
+
+class ConfigError(Exception):
+    """A config file that does not validate. ``problems`` lists every problem with its location."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__(f"{source}: " + "; ".join(problems))
+        self.source = source
+        self.problems = problems

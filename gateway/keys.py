@@ -1,0 +1,79 @@
+"""Object-key canonicalization. The key that is authorized is exactly the key that is signed."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote_to_bytes
+
+from gateway.errors import InvalidKey
+
+MAX_KEY_BYTES = 1024
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_ENCODED_DOTS = re.compile(r"%(25)*2e", re.IGNORECASE)
+
+
+def canonical_key(raw: str | bytes) -> str:
+    """Decode a key taken from the request path (still percent-encoded) and validate it.
+
+    Rejects, with :class:`InvalidKey`: invalid UTF-8, NUL and control characters (CR and LF
+    included), backslashes, ``.`` and ``..`` segments in any encoding, empty segments, and keys
+    over 1024 bytes. Percent-decoding happens exactly once; the result is the object key.
+    """
+    raw_bytes = raw.encode("latin-1") if isinstance(raw, str) else raw
+    try:
+        decoded = unquote_to_bytes(raw_bytes).decode("utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidKey("the key is not valid UTF-8") from None
+    return validate_key(decoded)
+
+
+def validate_key(key: str) -> str:
+    """Validate an already-decoded key (batch requests send keys as JSON strings)."""
+    if not key:
+        raise InvalidKey("the key is empty")
+    if len(key.encode("utf-8", errors="surrogatepass")) > MAX_KEY_BYTES:
+        raise InvalidKey(f"the key is longer than {MAX_KEY_BYTES} bytes")
+    if any("\ud800" <= ch <= "\udfff" for ch in key):
+        raise InvalidKey("the key is not valid UTF-8")
+    if _CONTROL.search(key):
+        raise InvalidKey("the key contains a control character (NUL, CR, LF or similar)")
+    if "\\" in key:
+        raise InvalidKey("the key contains a backslash")
+    for segment in key.split("/"):
+        if not segment:
+            raise InvalidKey("the key has an empty segment (leading, trailing or double slash)")
+        # A segment that is dots once any further percent-decoding is done is a traversal attempt.
+        if _ENCODED_DOTS.sub(".", segment) in {".", ".."}:
+            raise InvalidKey("the key has a '.' or '..' segment")
+    return key
+
+
+def join_prefix(prefix: str, key: str) -> str:
+    """Join a backend prefix and a canonical key; the result always stays under the prefix."""
+    full = prefix + key
+    if not full.startswith(prefix):  # pragma: no cover - concatenation guarantees it
+        raise InvalidKey("the key leaves the dataset prefix")
+    return full
+
+
+def compile_globs(globs: list[str]) -> re.Pattern[str]:
+    """``*`` matches within one segment, ``**`` across segments, ``?`` one character."""
+    parts = []
+    for glob in globs:
+        out = []
+        i = 0
+        while i < len(glob):
+            if glob.startswith("**", i):
+                out.append(".*")
+                i += 2
+            elif glob[i] == "*":
+                out.append("[^/]*")
+                i += 1
+            elif glob[i] == "?":
+                out.append("[^/]")
+                i += 1
+            else:
+                out.append(re.escape(glob[i]))
+                i += 1
+        parts.append("".join(out))
+    return re.compile("(?:" + "|".join(parts) + r")\Z", re.DOTALL)

@@ -1,0 +1,111 @@
+"""Plain value types shared by every layer. No HTTP types, no I/O."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class AuthMethod(StrEnum):
+    ANONYMOUS = "anonymous"
+    VENDOR_HMAC = "vendor_hmac"
+    OIDC = "oidc"
+    DEVELOPMENT = "development"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is asking. ``issuer`` is the OIDC issuer's configured name, or the vendor's name for HMAC."""
+
+    method: AuthMethod
+    subject: str | None = None
+    email: str | None = None
+    issuer: str | None = None
+    key_id: str | None = None
+    groups: frozenset[str] = frozenset()
+    scopes: frozenset[str] = frozenset()
+
+    @property
+    def anonymous(self) -> bool:
+        return self.method is AuthMethod.ANONYMOUS
+
+
+ANONYMOUS = Principal(method=AuthMethod.ANONYMOUS)
+
+
+class DenyReason(StrEnum):
+    """The fixed set of reasons a request is denied, for audit records and metric labels."""
+
+    NO_RULES = "no_rules"
+    NO_RULE_MATCHED = "no_rule_matched"
+    KEY_NOT_ALLOWED = "key_not_allowed"
+    UNKNOWN_DATASET = "unknown_dataset"
+    INVALID_KEY = "invalid_key"
+    UNAUTHENTICATED = "unauthenticated"
+    BAD_SIGNATURE = "bad_signature"
+    EXPIRED = "expired"
+    RATE_LIMITED = "rate_limited"
+    BACKEND_UNAVAILABLE = "backend_unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    rule: str | None = None
+    reason: DenyReason | None = None
+
+    @property
+    def label(self) -> str:
+        """The rule name when allowed, the reason when denied (audit only: rule names are free text)."""
+        if self.allowed:
+            return self.rule or ""
+        return str(self.reason)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """What the service layer knows about a request, independent of HTTP."""
+
+    request_id: str
+    client_ip: IPAddress
+    user_agent: str = ""
+    principal: Principal = ANONYMOUS
+
+
+@dataclass(frozen=True, slots=True)
+class SignedUrl:
+    url: str
+    expires_at: float  # Unix seconds
+    signed_at: float  # Unix seconds; start of the time bucket
+
+    @property
+    def lifetime(self) -> float:
+        return self.expires_at - self.signed_at
+
+    def remaining(self, now: float) -> float:
+        return self.expires_at - now
+
+
+@dataclass(slots=True)
+class AuditRecord:
+    """One decision. Never holds a token, a signature, a secret or a signed URL."""
+
+    time: float
+    request_id: str
+    action: str
+    dataset: str | None
+    key: str | None
+    decision: str
+    rule: str | None
+    reason: str | None
+    status: int
+    client_ip: str
+    user_agent: str = ""
+    principal: dict[str, str | None] = field(default_factory=dict)
+    cache: str | None = None
+    latency_ms: float = 0.0
+    keys: list[str] | None = None
+    denied: int | None = None

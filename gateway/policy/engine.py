@@ -1,0 +1,108 @@
+"""The decision: deny by default; allow when every condition of at least one rule holds."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+from gateway.config import Dataset, PolicyFile, Rule
+from gateway.keys import compile_globs
+from gateway.models import AuthMethod, Decision, DenyReason, IPAddress, Principal
+
+
+@dataclass(frozen=True, slots=True)
+class RuleCheck:
+    """One rule's verdict for ``gateway explain``: which conditions it lacked."""
+
+    rule: str
+    matched: bool
+    missing: tuple[str, ...]
+
+
+def _rule_gaps(rule: Rule, principal: Principal, client_ip: IPAddress) -> list[str]:
+    gaps: list[str] = []
+    if rule.networks is not None and not any(client_ip in net for net in rule.networks):
+        gaps.append(f"networks: {client_ip} is not in {', '.join(map(str, rule.networks))}")
+    if rule.anonymous:
+        return gaps
+    if principal.method is AuthMethod.ANONYMOUS:
+        # Only `anonymous: true` rules admit a request that carries no credential.
+        return [*gaps, "a credential: this rule is not anonymous"]
+    if rule.vendors is not None:
+        names = {principal.issuer, principal.key_id} - {None}
+        vendor_like = principal.method in (AuthMethod.VENDOR_HMAC, AuthMethod.OIDC)
+        if not (vendor_like and names & set(rule.vendors)):
+            gaps.append(f"vendors: not one of {', '.join(rule.vendors)}")
+    if rule.issuers is not None and not (
+        principal.method is AuthMethod.OIDC and principal.issuer in rule.issuers
+    ):
+        gaps.append(f"issuers: not one of {', '.join(rule.issuers)}")
+    if rule.groups is not None and not principal.groups & set(rule.groups):
+        gaps.append(f"groups: none of {', '.join(rule.groups)}")
+    if rule.subjects is not None and principal.subject not in rule.subjects:
+        gaps.append("subjects: subject not listed")
+    email = (principal.email or "").lower()
+    if rule.emails is not None and email not in {e.lower() for e in rule.emails}:
+        gaps.append("emails: email not listed")
+    if rule.email_domains is not None and not any(
+        email.endswith("@" + d.lower().lstrip("@")) for d in rule.email_domains
+    ):
+        gaps.append(f"email_domains: not in {', '.join(rule.email_domains)}")
+    return gaps
+
+
+@dataclass(frozen=True)
+class CompiledDataset:
+    name: str
+    config: Dataset
+    url_ttl: float
+    key_pattern: re.Pattern[str]
+
+    def decide(self, principal: Principal, client_ip: IPAddress, key: str) -> Decision:
+        """Deny by default: no rules, or no matching rule, is a denial with a reason."""
+        if not self.config.rules:
+            return Decision(False, reason=DenyReason.NO_RULES)
+        for rule in self.config.rules:
+            if not _rule_gaps(rule, principal, client_ip):
+                if not self.key_pattern.match(key):
+                    return Decision(False, rule=rule.name, reason=DenyReason.KEY_NOT_ALLOWED)
+                return Decision(True, rule=rule.name)
+        return Decision(False, reason=DenyReason.NO_RULE_MATCHED)
+
+    def explain(self, principal: Principal, client_ip: IPAddress) -> list[RuleCheck]:
+        checks = []
+        for rule in self.config.rules:
+            gaps = _rule_gaps(rule, principal, client_ip)
+            checks.append(RuleCheck(rule.name, not gaps, tuple(gaps)))
+        return checks
+
+
+@dataclass(frozen=True)
+class CompiledPolicy:
+    source: PolicyFile
+    version: str
+    datasets: dict[str, CompiledDataset] = field(default_factory=dict)
+
+    def dataset(self, name: str) -> CompiledDataset | None:
+        return self.datasets.get(name)
+
+
+def compile_policy(policy: PolicyFile, raw: bytes | None = None) -> CompiledPolicy:
+    """Precompile globs and TTLs once, so that a decision does no parsing.
+
+    ``version`` is a short hash of the file's bytes (or of the normalized policy), so that
+    every replica reports the same version for the same file.
+    """
+    digest_source = raw if raw is not None else policy.model_dump_json().encode()
+    version = hashlib.sha256(digest_source).hexdigest()[:12]
+    datasets = {
+        name: CompiledDataset(
+            name=name,
+            config=ds,
+            url_ttl=ds.url_ttl if ds.url_ttl is not None else policy.defaults.url_ttl,
+            key_pattern=compile_globs(ds.allow_keys),
+        )
+        for name, ds in policy.datasets.items()
+    }
+    return CompiledPolicy(source=policy, version=version, datasets=datasets)

@@ -1,0 +1,234 @@
+"""The gateway's use cases: sign one key, sign a batch, resolve a local-disk URL."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+from gateway.audit.log import AuditLog
+from gateway.auth import AuthRequest
+from gateway.backends import Backend, FileSource
+from gateway.cache import UrlCache
+from gateway.errors import (
+    Forbidden,
+    GatewayError,
+    InvalidKey,
+    PayloadTooLarge,
+    Unauthenticated,
+    UnknownDataset,
+)
+from gateway.keys import canonical_key, validate_key
+from gateway.metrics import Metrics
+from gateway.models import AuditRecord, Decision, DenyReason, Principal, RequestContext, SignedUrl
+from gateway.policy import CompiledDataset
+from gateway.service.state import State, StateHolder
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    key: str
+    url: SignedUrl | None = None
+    error: str | None = None
+    detail: str | None = None
+
+
+def _principal_fields(principal: Principal) -> dict[str, str | None]:
+    return {
+        "method": str(principal.method),
+        "subject": principal.subject,
+        "email": principal.email,
+        "issuer": principal.issuer,
+        "key_id": principal.key_id,
+    }
+
+
+class GatewayService:
+    def __init__(
+        self,
+        holder: StateHolder,
+        *,
+        cache: UrlCache,
+        audit: AuditLog,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.holder = holder
+        self.cache = cache
+        self.audit = audit
+        self.metrics = metrics
+        self.clock = clock
+
+    # -- authentication -------------------------------------------------------------------
+    async def authenticate(self, request: AuthRequest, ctx: RequestContext) -> Principal:
+        try:
+            return await self.holder.current.auth.authenticate(request)
+        except Unauthenticated as exc:
+            self.metrics.auth_failures.labels(exc.scheme.lower(), exc.reason).inc()
+            await self._audit(ctx, "authenticate", None, None, Decision(False, reason=DenyReason.UNAUTHENTICATED),
+                              exc.status, started=time.perf_counter())
+            raise
+
+    # -- signing ----------------------------------------------------------------------------
+    async def sign(self, ctx: RequestContext, dataset: str, raw_key: str | bytes, *, action: str) -> SignedUrl:
+        """Authorize and sign one key. ``raw_key`` is still percent-encoded, as it came in the path."""
+        started = time.perf_counter()
+        state = self.holder.current
+        ds = self._dataset(state, dataset)
+        try:
+            key = canonical_key(raw_key)
+        except InvalidKey as exc:
+            await self._deny(ctx, action, dataset, None, DenyReason.INVALID_KEY, exc, started)
+        decision = ds.decide(ctx.principal, ctx.client_ip, key)
+        self.metrics.decisions.labels("allow" if decision.allowed else "deny", decision.reason or "rule").inc()
+        if not decision.allowed:
+            await self._audit(ctx, action, dataset, key, decision, 403, started=started)
+            raise Forbidden(_deny_detail(decision), reason=decision.reason or DenyReason.NO_RULE_MATCHED)
+        try:
+            (url,), hits = await self._sign(state, ds, [key])
+        except GatewayError as exc:
+            await self._audit(ctx, action, dataset, key, decision, exc.status, started=started)
+            raise
+        await self._audit(ctx, action, dataset, key, decision, 302, started=started, cache="hit" if hits else "miss")
+        return url
+
+    async def sign_batch(self, ctx: RequestContext, dataset: str, keys: Sequence[Any]) -> list[BatchItem]:
+        """Sign many keys in one pass. One bad key never fails the batch; results keep the order."""
+        started = time.perf_counter()
+        state = self.holder.current
+        ds = self._dataset(state, dataset)
+        limit = state.policy.source.defaults.batch_limit
+        if len(keys) > limit:
+            raise PayloadTooLarge(f"a batch holds at most {limit} keys; got {len(keys)}")
+        results: list[BatchItem | None] = [None] * len(keys)
+        allowed: list[tuple[int, str]] = []
+        rules: set[str] = set()
+        denied = 0
+        for i, raw in enumerate(keys):
+            if not isinstance(raw, str):
+                results[i] = BatchItem(str(raw)[:100], error="invalid_key", detail="a key must be a string")
+                continue
+            try:
+                key = validate_key(raw)
+            except InvalidKey as exc:
+                results[i] = BatchItem(raw, error=exc.code, detail=exc.detail)
+                continue
+            decision = ds.decide(ctx.principal, ctx.client_ip, key)
+            if decision.allowed:
+                allowed.append((i, key))
+                rules.add(decision.rule or "")
+            else:
+                denied += 1
+                results[i] = BatchItem(key, error="forbidden", detail=_deny_detail(decision))
+        self.metrics.decisions.labels("allow", "rule").inc(len(allowed))
+        self.metrics.decisions.labels("deny", "batch").inc(len(keys) - len(allowed))
+        hits = 0
+        if allowed:
+            urls, hits = await self._sign(state, ds, [key for _, key in allowed])
+            for (i, key), url in zip(allowed, urls, strict=True):
+                results[i] = BatchItem(key, url=url)
+        summary = Decision(bool(allowed), rule=",".join(sorted(rules)) or None,
+                           reason=None if allowed else DenyReason.NO_RULE_MATCHED)
+        await self._audit(ctx, "sign_batch", dataset, None, summary, 200, started=started,
+                          cache=f"{hits}/{len(allowed)}", keys=[k for _, k in allowed], denied=denied)
+        return [item for item in results if item is not None]
+
+    async def _sign(self, state: State, ds: CompiledDataset, keys: list[str]) -> tuple[list[SignedUrl], int]:
+        """Cache, then backend. URLs are bucketed in time so that equal inputs give equal URLs."""
+        backend: Backend = state.backends[ds.name]
+        ttl = int(ds.url_ttl)
+        share = state.policy.source.defaults.min_remaining
+        width = max(1, int(ttl * (1 - share)))
+        now = self.clock()
+        signed_at = int(now // width * width)
+        min_life = ttl * share
+        prefix = f"{state.version}\x00{ds.name}\x00{signed_at}\x00{ttl}\x00"
+        urls: list[SignedUrl | None] = [self.cache.get(prefix + k, now=now, min_remaining=min_life) for k in keys]
+        missing = [i for i, url in enumerate(urls) if url is None]
+        self.metrics.cache_requests.labels("memory", "hit").inc(len(keys) - len(missing))
+        if missing:
+            self.metrics.cache_requests.labels("memory", "miss").inc(len(missing))
+            t0 = time.perf_counter()
+            fresh = await backend.sign([keys[i] for i in missing], signed_at=signed_at, expires_in=ttl)
+            self.metrics.sign_seconds.labels(backend.kind).observe(time.perf_counter() - t0)
+            for i, url in zip(missing, fresh, strict=True):
+                urls[i] = url
+                self.cache.put(prefix + keys[i], url)
+        return [u for u in urls if u is not None], len(keys) - len(missing)
+
+    def cache_max_age(self, url: SignedUrl) -> int:
+        """Browsers may keep the redirect until the time bucket ends, never past the URL's life."""
+        share = self.holder.current.policy.source.defaults.min_remaining
+        remaining = url.expires_at - self.clock()
+        return max(0, int(min(remaining - url.lifetime * share, remaining - 1)))
+
+    # -- local-disk bytes -------------------------------------------------------------------
+    async def resolve_local(self, ctx: RequestContext, dataset: str, raw_key: str | bytes,
+                            exp: str, sig: str) -> Path:
+        started = time.perf_counter()
+        state = self.holder.current
+        ds = self._dataset(state, dataset)
+        backend = state.backends[ds.name]
+        if not isinstance(backend, FileSource):
+            raise UnknownDataset(f"dataset {dataset!r} does not serve files from this gateway")
+        try:
+            key = canonical_key(raw_key)
+            path = backend.resolve(key, exp=exp, sig=sig, now=self.clock())
+        except InvalidKey as exc:
+            await self._deny(ctx, "fetch", dataset, None, DenyReason.INVALID_KEY, exc, started)
+        except Forbidden as exc:
+            reason = DenyReason(exc.reason) if exc.reason in DenyReason.__members__.values() else None
+            await self._deny(ctx, "fetch", dataset, None, reason or DenyReason.BAD_SIGNATURE, exc, started)
+        except GatewayError as exc:
+            await self._audit(ctx, "fetch", dataset, key, Decision(True, rule="signed_url"), exc.status,
+                              started=started)
+            raise
+        await self._audit(ctx, "fetch", dataset, key, Decision(True, rule="signed_url"), 200, started=started)
+        return path
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _dataset(self, state: State, name: str) -> CompiledDataset:
+        ds = state.policy.dataset(name)
+        if ds is None:
+            self.metrics.decisions.labels("deny", DenyReason.UNKNOWN_DATASET).inc()
+            raise UnknownDataset(f"there is no dataset named {name[:64]!r}")
+        return ds
+
+    async def _deny(self, ctx: RequestContext, action: str, dataset: str, key: str | None,
+                    reason: DenyReason, exc: GatewayError, started: float) -> NoReturn:
+        self.metrics.decisions.labels("deny", reason).inc()
+        await self._audit(ctx, action, dataset, key, Decision(False, reason=reason), exc.status, started=started)
+        raise exc
+
+    async def _audit(self, ctx: RequestContext, action: str, dataset: str | None, key: str | None,
+                     decision: Decision, status: int, *, started: float, cache: str | None = None,
+                     keys: list[str] | None = None, denied: int | None = None) -> None:
+        record = AuditRecord(
+            time=self.clock(),
+            request_id=ctx.request_id,
+            action=action,
+            dataset=dataset,
+            key=key,
+            decision="allow" if decision.allowed else "deny",
+            rule=decision.rule,
+            reason=str(decision.reason) if decision.reason else None,
+            status=status,
+            client_ip=str(ctx.client_ip),
+            user_agent=ctx.user_agent[:256],
+            principal=_principal_fields(ctx.principal),
+            cache=cache,
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            keys=keys,
+            denied=denied,
+        )
+        await self.audit.record(record)
+
+
+def _deny_detail(decision: Decision) -> str:
+    if decision.reason is DenyReason.KEY_NOT_ALLOWED:
+        return "the policy does not allow this key in this dataset"
+    if decision.reason is DenyReason.NO_RULES:
+        return "this dataset has no rules, so nobody may read it"
+    return "no rule of this dataset allows this request"

@@ -1,0 +1,38 @@
+"""Everything derived from one policy file, built completely and then swapped in one step."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from gateway.auth import AuthChain
+from gateway.backends import Backend
+from gateway.policy import CompiledPolicy
+
+
+@dataclass(frozen=True)
+class State:
+    policy: CompiledPolicy
+    backends: Mapping[str, Backend]
+    auth: AuthChain
+    cors_origins: frozenset[str]
+    loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def version(self) -> str:
+        return self.policy.version
+
+
+class StateHolder:
+    """One reference to the state in force. Readers take ``current`` once per request, so a
+    reload never mixes two policies within one request."""
+
+    def __init__(self, state: State) -> None:
+        self.current = state
+        self.last_reload_error: str | None = None
+        self.last_reload_at: float | None = None
+
+    def swap(self, state: State) -> None:
+        self.current = state
+        self.last_reload_error = None

@@ -1,0 +1,58 @@
+"""Process settings from the environment (prefix ``GATEWAY_``). Built explicitly, never at import."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every field is also an environment variable: ``config`` is ``GATEWAY_CONFIG`` and so on."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", frozen=True)
+
+    config: Path | None = Field(None, description="Policy file; without it, the embedded default runs.")
+    local_dir: Path = Field(Path("./data"), description="Folder served by the embedded default.")
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    public_url: str | None = Field(None, description="Base of absolute URLs the gateway builds.")
+    signing_key: str | None = Field(None, description="HMAC key for local-disk URLs (>= 32 chars).")
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    trusted_proxies: Annotated[list[Network], NoDecode] = Field(default_factory=list)
+    reload_interval: float = Field(2.0, gt=0, description="Seconds between policy file checks.")
+    log_level: str = "info"
+    log_format: str = Field("json", pattern="^(json|text)$")
+    redis_url: str | None = None
+    dev_mode: bool = False
+    audit_queue_size: int = Field(10_000, ge=1)
+    workers: int = Field(1, ge=1)
+
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("signing_key")
+    @classmethod
+    def _key_length(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < 32:
+            raise ValueError("GATEWAY_SIGNING_KEY must be at least 32 characters")
+        return value
+
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
