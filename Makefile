@@ -1,0 +1,27 @@
+# The two commands of the quick start are `make run` and `make test`; everything else is optional.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint bench bench-quick clean
+
+$(BIN)/gateway: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(BIN)/gateway
+
+## run: serve ./data as dataset "local" on http://127.0.0.1:8080 (loopback only)
+run: $(BIN)/gateway
+	$(BIN)/gateway serve
+
+## test: ruff, mypy --strict and the whole pytest suite (installs what the tests need)
+test: $(BIN)/gateway
+	./scripts/test
+
+lint: $(BIN)/gateway
+	$(BIN)/ruff check gateway tests bench
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache
