@@ -27,7 +27,9 @@ from gateway.audit import AuditSink
 from gateway.audit.log import AuditLog
 from gateway.audit.sinks import FileSink, StdoutSink
 from gateway.auth import AuthChain, Authenticator
+from gateway.auth.oidc import OidcAuthenticator
 from gateway.auth.replay import MemoryReplayStore
+from gateway.auth.vendor import VendorAuthenticator
 from gateway.backends import Backend
 from gateway.backends.local import LocalBackend
 from gateway.cache.memory import MemoryUrlCache
@@ -79,6 +81,7 @@ class Runtime:
             )
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=3.0), follow_redirects=False)
         self.replay = MemoryReplayStore()
+        self._authenticators: dict[str, tuple[object, Authenticator]] = {}
         if settings.config is not None:
             policy, raw = load_policy(settings.config)
         else:
@@ -135,16 +138,24 @@ class Runtime:
                 return Gcs(config)
 
     def build_authenticators(self, config: AuthConfig) -> list[Authenticator]:
+        """Vendor HMAC first, then OIDC. Unchanged sections keep their authenticator, so that a policy
+        reload keeps the JWKS and verified-token caches."""
         authenticators: list[Authenticator] = []
         if config.vendors:
-            from gateway.auth.vendor import VendorAuthenticator
-
-            authenticators.append(VendorAuthenticator(config.vendors, replay=self.replay, environ=self.environ))
+            authenticators.append(self._reuse("vendors", config.vendors, lambda: VendorAuthenticator(
+                config.vendors, replay=self.replay, clock=self.clock, environ=self.environ)))
         if config.oidc:
-            from gateway.auth.oidc import OidcAuthenticator
-
-            authenticators.append(OidcAuthenticator(config.oidc, http=self.http))
+            authenticators.append(self._reuse("oidc", config.oidc, lambda: OidcAuthenticator(
+                config.oidc, http=self.http, clock=self.clock)))
         return authenticators
+
+    def _reuse(self, name: str, config: object, build: Callable[[], Authenticator]) -> Authenticator:
+        cached = self._authenticators.get(name)
+        if cached is not None and cached[0] == config:
+            return cached[1]
+        authenticator = build()
+        self._authenticators[name] = (config, authenticator)
+        return authenticator
 
     def _audit_log(self, config: AuditConfig) -> AuditLog:
         sinks: list[AuditSink] = []

@@ -11,7 +11,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from gateway.config import PolicyFile
 from gateway.errors import ConfigError
+from gateway.models import Principal
 from gateway.settings import Settings
 
 EPILOG = "Every option can also be set in the environment: GATEWAY_CONFIG, GATEWAY_HOST, GATEWAY_PORT, ..."
@@ -75,6 +77,78 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sign_request(args: argparse.Namespace) -> int:
+    from gateway.client import format_headers, sign_request
+
+    secret = os.environ.get(args.secret_env, "")
+    if not secret:
+        raise ConfigError("sign-request", [f"the environment variable {args.secret_env} is not set or empty"])
+    print(format_headers(sign_request(args.method, args.url, key_id=args.key_id, secret=secret)))
+    return 0
+
+
+def _explain_principal(args: argparse.Namespace, policy: PolicyFile) -> Principal:
+    from gateway.auth.oidc import principal_from_claims, select_issuer, unverified_parts
+    from gateway.errors import Unauthenticated
+    from gateway.models import ANONYMOUS, AuthMethod
+
+    if args.token:
+        try:
+            claims = unverified_parts(args.token)[1]
+            return principal_from_claims(select_issuer(policy.auth.oidc, claims), claims)
+        except Unauthenticated as exc:
+            raise ConfigError("--token", [exc.detail]) from None
+    if args.vendor:
+        for vendor in policy.auth.vendors:
+            ids = [key.id for key in vendor.keys]
+            if args.vendor == vendor.name or args.vendor in ids:
+                key_id = args.vendor if args.vendor in ids else ids[0]
+                return Principal(AuthMethod.VENDOR_HMAC, subject=vendor.name, issuer=vendor.name, key_id=key_id)
+        raise ConfigError("--vendor", [f"{args.vendor!r} is neither a vendor name nor a key id in auth.vendors"])
+    return ANONYMOUS
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    import ipaddress
+
+    from gateway.config import load_policy
+    from gateway.errors import InvalidKey
+    from gateway.keys import validate_key
+    from gateway.policy import compile_policy
+
+    config = args.config or (Path(os.environ["GATEWAY_CONFIG"]) if os.environ.get("GATEWAY_CONFIG") else None)
+    if config is None:
+        raise ConfigError("explain", ["give --config FILE or set GATEWAY_CONFIG"])
+    policy, raw = load_policy(config)
+    compiled = compile_policy(policy, raw)
+    dataset = compiled.dataset(args.dataset)
+    if dataset is None:
+        raise ConfigError("--dataset", [f"no dataset {args.dataset!r}; the file has {', '.join(policy.datasets)}"])
+    try:
+        key = validate_key(args.key)
+        ip = ipaddress.ip_address(args.ip)
+    except (InvalidKey, ValueError) as exc:
+        raise ConfigError("explain", [str(exc)]) from None
+    principal = _explain_principal(args, policy)
+    decision = dataset.decide(principal, ip, key)
+    who = f"{principal.method}" + (f" {principal.subject}" if principal.subject else "")
+    if principal.groups:
+        who += f" (groups: {', '.join(sorted(principal.groups))})"
+    print(f"request:  {who} from {ip} reads {args.dataset}/{key}")
+    if args.token:
+        print("note:     the token's claims were read WITHOUT checking its signature or expiry")
+    verdict = f"ALLOW by rule {decision.rule}" if decision.allowed else f"DENY ({decision.reason})"
+    print(f"decision: {verdict}")
+    for check in dataset.explain(principal, ip):
+        if check.matched:
+            print(f"  rule {check.rule}: matches")
+        else:
+            print(f"  rule {check.rule}: lacks " + "; ".join(check.missing))
+    if not dataset.key_pattern.match(key):
+        print(f"  key {key!r} is not in allow_keys: {', '.join(dataset.config.allow_keys)}")
+    return 0 if decision.allowed else 3
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from gateway.audit.chain import verify_lines
 
@@ -116,6 +190,31 @@ def build_parser() -> argparse.ArgumentParser:
         "with its location."))
     check.add_argument("file", help="the policy file")
     check.set_defaults(func=cmd_check_config)
+
+    explain = sub.add_parser("explain", help="show the policy's decision for a hypothetical request",
+                             description=(
+        "Evaluate the policy offline, with the same engine as the server, and print the decision, the rule "
+        "that matched or the reason for a denial, and what each rule lacked. No network: a --token's claims "
+        "are read without checking its signature. Exits 0 when allowed, 3 when denied, 1 on bad input."),
+        epilog=EPILOG)
+    explain.add_argument("--config", type=Path, help="policy file (GATEWAY_CONFIG)")
+    explain.add_argument("--dataset", required=True)
+    explain.add_argument("--key", required=True, help="object key, as stored (not percent-encoded)")
+    who = explain.add_mutually_exclusive_group()
+    who.add_argument("--token", help="a JWT whose claims to use (not verified)")
+    who.add_argument("--vendor", help="a vendor name or HMAC key id from auth.vendors")
+    who.add_argument("--anonymous", action="store_true", help="no credential (the default)")
+    explain.add_argument("--ip", default="127.0.0.1", help="client IP (default 127.0.0.1)")
+    explain.set_defaults(func=cmd_explain)
+
+    signer = sub.add_parser("sign-request", help="print vendor HMAC headers for a request", description=(
+        "Sign METHOD URL with a vendor key (see docs/vendor-auth.md) and print the headers as 'Name: value' "
+        "lines, e.g. for curl -H. The secret is read from the environment variable named by --secret-env."))
+    signer.add_argument("--key-id", required=True)
+    signer.add_argument("--secret-env", required=True, metavar="VAR")
+    signer.add_argument("method")
+    signer.add_argument("url")
+    signer.set_defaults(func=cmd_sign_request)
 
     audit = sub.add_parser("audit", help="audit log tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
