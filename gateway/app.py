@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import signal
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
@@ -25,20 +26,22 @@ from gateway.api.routes import ObjectRoutes
 from gateway.api.service_routes import router
 from gateway.audit import AuditSink
 from gateway.audit.log import AuditLog
+from gateway.audit.redis_stream import RedisStreamSink
 from gateway.audit.sinks import FileSink, StdoutSink
-from gateway.auth import AuthChain, Authenticator
+from gateway.auth import AuthChain, Authenticator, ReplayStore
 from gateway.auth.oidc import OidcAuthenticator
 from gateway.auth.replay import MemoryReplayStore
+from gateway.auth.replay_redis import RedisReplayStore
 from gateway.auth.vendor import VendorAuthenticator
 from gateway.backends import Backend
 from gateway.backends.local import LocalBackend
 from gateway.cache.memory import MemoryUrlCache
+from gateway.cache.redis import RedisUrlCache
 from gateway.config import (
     AuditConfig,
     AuthConfig,
     GcsBackend,
     PolicyFile,
-    RedisStreamSink,
     S3Backend,
     default_policy,
     load_policy,
@@ -50,11 +53,18 @@ from gateway.config import (
     LocalBackend as LocalBackendConfig,
 )
 from gateway.config import (
+    RedisStreamSink as RedisStreamSinkConfig,
+)
+from gateway.config import (
     StdoutSink as StdoutSinkConfig,
 )
 from gateway.errors import ConfigError, GatewayError
 from gateway.metrics import Metrics
 from gateway.policy import compile_policy
+from gateway.ratelimit import RateLimiter
+from gateway.ratelimit.memory import MemoryRateLimiter
+from gateway.ratelimit.redis import RedisRateLimiter
+from gateway.redis_client import SharedRedis
 from gateway.service import GatewayService, State, StateHolder
 from gateway.service.reloader import PolicyReloader
 from gateway.settings import Settings
@@ -80,7 +90,18 @@ class Runtime:
                 "a restart and will differ between replicas"
             )
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=3.0), follow_redirects=False)
-        self.replay = MemoryReplayStore()
+        self.redis: SharedRedis | None = None
+        self.replay: ReplayStore = MemoryReplayStore()
+        self.limiter: RateLimiter = MemoryRateLimiter()
+        shared_cache: RedisUrlCache | None = None
+        if settings.redis_url:
+            self.redis = SharedRedis(settings.redis_url, prefix=settings.redis_prefix,
+                                     on_error=self.metrics.redis_errors.inc)
+            shared_cache = RedisUrlCache(self.redis)
+            self.replay = RedisReplayStore(self.redis, self.replay, fail_closed=settings.replay_fail_closed,
+                                           on_fallback=self.metrics.redis_fallbacks.labels("replay").inc)
+            self.limiter = RedisRateLimiter(self.redis, self.limiter,
+                                            on_fallback=self.metrics.redis_fallbacks.labels("ratelimit").inc)
         self._authenticators: dict[str, tuple[object, Authenticator]] = {}
         if settings.config is not None:
             policy, raw = load_policy(settings.config)
@@ -89,8 +110,9 @@ class Runtime:
         state = self.build_state(policy, raw, None)
         self.holder = StateHolder(state)
         self.audit = self._audit_log(policy.audit)
-        self.service = GatewayService(self.holder, cache=MemoryUrlCache(), audit=self.audit,
-                                      metrics=self.metrics, clock=clock)
+        self.service = GatewayService(self.holder, cache=MemoryUrlCache(settings.cache_max_entries),
+                                      audit=self.audit, metrics=self.metrics, clock=clock,
+                                      shared_cache=shared_cache, limiter=self.limiter)
         self.reloader: PolicyReloader | None = None
         if settings.config is not None:
             self.reloader = PolicyReloader(settings.config, self.holder, self.build_state, self.metrics,
@@ -165,28 +187,37 @@ class Runtime:
                     sinks.append(StdoutSink())
                 case FileSinkConfig():
                     sinks.append(FileSink(Path(sink.path)))
-                case RedisStreamSink():
-                    raise ConfigError("audit.sinks", ["redis_stream needs GATEWAY_REDIS_URL (not yet supported)"])
+                case RedisStreamSinkConfig():
+                    if not self.settings.redis_url:
+                        raise ConfigError("audit.sinks", ["kind redis_stream needs GATEWAY_REDIS_URL"])
+                    sinks.append(RedisStreamSink(self.settings.redis_url, sink.stream, sink.maxlen))
         return AuditLog(sinks, max_queue=self.settings.audit_queue_size, fail_closed=config.fail_closed,
                         on_drop=self.metrics.audit_dropped.inc)
 
     # -- readiness --------------------------------------------------------------------------
-    def readiness(self) -> dict[str, Any]:
+    async def readiness(self) -> dict[str, Any]:
+        """Ready while the gateway can serve; ``degraded`` when it serves with less than it should."""
         state = self.holder.current
         backends = {name: backend.health() for name, backend in state.backends.items()}
         healthy = all(bool(h.get("ok")) for h in backends.values())
-        degraded = not healthy or self.holder.last_reload_error is not None
+        redis = "disabled"
+        if self.redis is not None:
+            # One bounded PING per probe; it is also what closes the breaker again after an outage.
+            redis = "up" if await self.redis.ping() else "down"
+        degraded = not healthy or self.holder.last_reload_error is not None or redis == "down"
         return {
             "status": "degraded" if degraded else "ready",
             "policy_version": state.version,
             "policy_loaded_at": state.loaded_at,
             "last_reload_error": self.holder.last_reload_error,
             "backends": backends,
-            "cache": {"memory": "ok", "redis": "disabled"},
+            "cache": {"memory": "ok", "redis": redis},
         }
 
     async def aclose(self) -> None:
         await self.http.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
         self.audit.close()
 
 
@@ -209,6 +240,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(runtime.reloader.run()) if runtime.reloader else None
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+            # logrotate sends SIGHUP: reopen the audit file (only possible in the main thread).
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, runtime.audit.reopen)
         try:
             yield
         finally:

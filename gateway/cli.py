@@ -28,6 +28,13 @@ def _settings(overrides: dict[str, object]) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    workers = args.workers or int(os.environ.get("GATEWAY_WORKERS", "1") or 1)
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Set before prometheus_client is imported: every worker then writes its metrics to files
+        # that /metrics merges, whichever worker answers the scrape.
+        import tempfile
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gateway-metrics-")
     import uvicorn
 
     from gateway import logs

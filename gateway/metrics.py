@@ -42,6 +42,9 @@ class Metrics:
             "gateway_jwks_fetches", "JWKS and discovery fetches.", ["issuer", "result"], registry=registry
         )
         self.redis_errors = Counter("gateway_redis_errors", "Redis errors and skips.", registry=registry)
+        self.redis_fallbacks = Counter(
+            "gateway_redis_fallbacks", "Times a Redis-backed store fell back to in-process.", ["use"], registry=registry
+        )
         self.audit_dropped = Counter(
             "gateway_audit_dropped", "Audit records that could not be queued or written.", registry=registry
         )
@@ -50,5 +53,6 @@ class Metrics:
         )
         self.rate_limited = Counter("gateway_rate_limited", "Requests refused by a rate limit.", registry=registry)
         self.policy_info = Gauge(
-            "gateway_policy_loaded_timestamp_seconds", "When the policy in force was loaded.", registry=registry
+            "gateway_policy_loaded_timestamp_seconds", "When the policy in force was loaded.", registry=registry,
+            multiprocess_mode="max",
         )

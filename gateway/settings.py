@@ -34,7 +34,10 @@ class Settings(BaseSettings):
     reload_interval: float = Field(2.0, gt=0, description="Seconds between policy file checks.")
     log_level: str = "info"
     log_format: str = Field("json", pattern="^(json|text)$")
-    redis_url: str | None = None
+    redis_url: str | None = Field(None, description="redis://, rediss:// or redis+sentinel://host:26379/master/db")
+    redis_prefix: str = Field("gw:", description="Prefix of every key the gateway writes to Redis.")
+    replay_fail_closed: bool = Field(False, description="Refuse vendor HMAC requests while Redis is down.")
+    cache_max_entries: int = Field(100_000, ge=1)
     dev_mode: bool = False
     audit_queue_size: int = Field(10_000, ge=1)
     workers: int = Field(1, ge=1)
@@ -43,6 +46,13 @@ class Settings(BaseSettings):
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://")):
+            raise ValueError("GATEWAY_REDIS_URL must start with redis://, rediss://, unix:// or redis+sentinel://")
+        return value
 
     @field_validator("signing_key")
     @classmethod

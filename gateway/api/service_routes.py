@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import APIRouter, Request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from starlette.responses import Response
 
 from gateway.api.context import request_context
@@ -75,11 +76,16 @@ async def healthz() -> Response:
 @router.get("/readyz", summary="Readiness: policy, backends, cache")
 async def readyz(request: Request) -> Response:
     runtime = _runtime(request)
-    body = runtime.readiness()
+    body = await runtime.readiness()
     return json_response(body, 200 if body["status"] != "unavailable" else 503, {"Cache-Control": "no-store"})
 
 
 @router.get("/metrics", summary="Prometheus metrics")
 async def metrics(request: Request) -> Response:
     runtime = _runtime(request)
-    return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    registry = runtime.metrics.registry
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Several workers: every process writes its own files; collect them all for each scrape.
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

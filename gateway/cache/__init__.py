@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from gateway.models import SignedUrl
@@ -13,3 +14,11 @@ class UrlCache(Protocol):
         ...
 
     def put(self, key: str, url: SignedUrl) -> None: ...
+
+
+class SharedUrlCache(Protocol):
+    """The second level, shared by replicas (Redis). Raises ``RedisDown`` when it cannot answer."""
+
+    async def get_many(self, keys: Sequence[str], *, now: float, min_remaining: float) -> list[SignedUrl | None]: ...
+
+    async def put_many(self, items: Sequence[tuple[str, SignedUrl]], *, now: float, min_remaining: float) -> None: ...

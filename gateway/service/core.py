@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -11,12 +13,13 @@ from typing import Any, NoReturn
 from gateway.audit.log import AuditLog
 from gateway.auth import AuthRequest
 from gateway.backends import Backend, FileSource
-from gateway.cache import UrlCache
+from gateway.cache import SharedUrlCache, UrlCache
 from gateway.errors import (
     Forbidden,
     GatewayError,
     InvalidKey,
     PayloadTooLarge,
+    RateLimited,
     Unauthenticated,
     UnknownDataset,
 )
@@ -24,6 +27,8 @@ from gateway.keys import canonical_key, validate_key
 from gateway.metrics import Metrics
 from gateway.models import AuditRecord, Decision, DenyReason, Principal, RequestContext, SignedUrl
 from gateway.policy import CompiledDataset
+from gateway.ratelimit import RateLimiter
+from gateway.redis_client import RedisDown
 from gateway.service.state import State, StateHolder
 
 
@@ -54,9 +59,13 @@ class GatewayService:
         audit: AuditLog,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
+        shared_cache: SharedUrlCache | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.holder = holder
         self.cache = cache
+        self.shared_cache = shared_cache
+        self.limiter = limiter
         self.audit = audit
         self.metrics = metrics
         self.clock = clock
@@ -77,6 +86,7 @@ class GatewayService:
         started = time.perf_counter()
         state = self.holder.current
         ds = self._dataset(state, dataset)
+        await self._rate_limit(ctx, ds, 1, action, started)
         try:
             key = canonical_key(raw_key)
         except InvalidKey as exc:
@@ -102,6 +112,7 @@ class GatewayService:
         limit = state.policy.source.defaults.batch_limit
         if len(keys) > limit:
             raise PayloadTooLarge(f"a batch holds at most {limit} keys; got {len(keys)}")
+        await self._rate_limit(ctx, ds, len(keys), "sign_batch", started)  # every key counts
         results: list[BatchItem | None] = [None] * len(keys)
         allowed: list[tuple[int, str]] = []
         rules: set[str] = set()
@@ -147,16 +158,44 @@ class GatewayService:
         prefix = f"{state.version}\x00{ds.name}\x00{signed_at}\x00{ttl}\x00"
         urls: list[SignedUrl | None] = [self.cache.get(prefix + k, now=now, min_remaining=min_life) for k in keys]
         missing = [i for i, url in enumerate(urls) if url is None]
-        self.metrics.cache_requests.labels("memory", "hit").inc(len(keys) - len(missing))
+        hits = len(keys) - len(missing)
+        self.metrics.cache_requests.labels("memory", "hit").inc(hits)
         if missing:
             self.metrics.cache_requests.labels("memory", "miss").inc(len(missing))
+        # Redis only where signing costs more than a round trip (RSA, signBlob); see docs/cache.md.
+        shared = self.shared_cache if backend.shared_cache else None
+        if missing and shared is not None:
+            try:
+                found = await shared.get_many([prefix + keys[i] for i in missing], now=now, min_remaining=min_life)
+            except RedisDown:
+                self.metrics.cache_requests.labels("redis", "error").inc(len(missing))
+                self.metrics.redis_fallbacks.labels("cache").inc()
+            else:
+                still = []
+                for i, url in zip(missing, found, strict=True):
+                    if url is None:
+                        still.append(i)
+                    else:
+                        urls[i] = url
+                        self.cache.put(prefix + keys[i], url)
+                self.metrics.cache_requests.labels("redis", "hit").inc(len(missing) - len(still))
+                self.metrics.cache_requests.labels("redis", "miss").inc(len(still))
+                hits += len(missing) - len(still)
+                missing = still
+        if missing:
             t0 = time.perf_counter()
             fresh = await backend.sign([keys[i] for i in missing], signed_at=signed_at, expires_in=ttl)
             self.metrics.sign_seconds.labels(backend.kind).observe(time.perf_counter() - t0)
             for i, url in zip(missing, fresh, strict=True):
                 urls[i] = url
                 self.cache.put(prefix + keys[i], url)
-        return [u for u in urls if u is not None], len(keys) - len(missing)
+            if shared is not None:
+                items = [(prefix + keys[i], url) for i, url in zip(missing, fresh, strict=True)]
+                try:
+                    await shared.put_many(items, now=now, min_remaining=min_life)
+                except RedisDown:
+                    self.metrics.redis_fallbacks.labels("cache").inc()
+        return [u for u in urls if u is not None], hits
 
     def cache_max_age(self, url: SignedUrl) -> int:
         """Browsers may keep the redirect until the time bucket ends, never past the URL's life."""
@@ -189,6 +228,25 @@ class GatewayService:
         return path
 
     # -- helpers ----------------------------------------------------------------------------
+    async def _rate_limit(self, ctx: RequestContext, ds: CompiledDataset, cost: int, action: str,
+                          started: float) -> None:
+        """Per principal and per client IP, as the dataset configures; spent before any signing."""
+        limit = ds.config.rate_limit
+        if limit is None or self.limiter is None:
+            return
+        subjects = [f"{ds.name}:ip:{ctx.client_ip}"]
+        if not ctx.principal.anonymous:
+            who = f"{ctx.principal.method}|{ctx.principal.issuer}|{ctx.principal.subject}"
+            # Hashed: Redis keys should not carry emails or subjects.
+            subjects.append(f"{ds.name}:p:{hashlib.sha256(who.encode()).hexdigest()[:20]}")
+        for subject in subjects:
+            verdict = await self.limiter.hit(subject, cost=cost, limit=limit.requests, period=limit.per)
+            if not verdict.allowed:
+                self.metrics.rate_limited.inc()
+                exc = RateLimited(f"over the limit of {limit.requests} requests per {limit.per:g}s; retry later",
+                                  retry_after=max(1, math.ceil(verdict.retry_after)))
+                await self._deny(ctx, action, ds.name, None, DenyReason.RATE_LIMITED, exc, started)
+
     def _dataset(self, state: State, name: str) -> CompiledDataset:
         ds = state.policy.dataset(name)
         if ds is None:
