@@ -168,7 +168,8 @@ class Runtime:
                 config.vendors, replay=self.replay, clock=self.clock, environ=self.environ)))
         if config.oidc:
             authenticators.append(self._reuse("oidc", config.oidc, lambda: OidcAuthenticator(
-                config.oidc, http=self.http, clock=self.clock)))
+                config.oidc, http=self.http, clock=self.clock,
+                on_fetch=lambda issuer, result: self.metrics.jwks_fetches.labels(issuer, result).inc())))
         return authenticators
 
     def _reuse(self, name: str, config: object, build: Callable[[], Authenticator]) -> Authenticator:

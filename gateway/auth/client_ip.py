@@ -1,0 +1,166 @@
+"""The client's IP address, believing forwarding headers only from trusted proxies.
+
+Rules:
+
+* The socket peer is the client, unless the peer is in ``trusted``. Headers from anyone else are
+  ignored, so a spoofed ``X-Forwarded-For`` from an untrusted peer changes nothing.
+* From a trusted peer, the forwarding header is read right to left (nearest hop first), skipping
+  trusted hops; the first untrusted address is the client. If every hop is trusted, the leftmost
+  one is. If the trusted peer sent no usable header, the peer itself is the client.
+* A hop that is not an IP address (``unknown``, an RFC 7239 obfuscated identifier such as
+  ``_hidden``, a ``Forwarded`` element without ``for=``, or garbage) ends the walk: the client is
+  then unknown, and ``UNKNOWN_CLIENT`` is returned. The trusted proxy next to it is *not* taken
+  as the client, because proxies sit in internal networks that policy rules may allow.
+* ``X-Forwarded-For`` is preferred when both headers are present, because nearly every proxy
+  (nginx, Envoy, AWS ALB, Google load balancers, Traefik) appends to it, while many pass a
+  client-sent ``Forwarded`` through untouched; reading that one would let clients choose their IP.
+  Behind a proxy that only writes ``Forwarded``, pass ``prefer="forwarded"``.
+* IPv4-mapped IPv6 addresses (``::ffff:10.1.2.3``, from dual-stack sockets) are read as IPv4.
+
+Repeated header lines must reach this function joined with ``", "`` in the order received.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+from gateway.config import Network
+from gateway.models import IPAddress
+
+# The unspecified address stands for "unknown". It is never a real peer, so only a rule that
+# deliberately allows ::/0 matches it; it is never treated as a trusted proxy either.
+UNKNOWN_CLIENT: IPAddress = ipaddress.IPv6Address("::")
+_MAX_NODE = 64  # longer than any IP address with port and brackets
+_MAX_HOPS = 64  # a longer chain is abuse; its far end is never reached
+
+
+def parse_ip(text: str | None) -> IPAddress | None:
+    """An IP address, optionally with a port or IPv6 brackets; None for anything else."""
+    if not text:
+        return None
+    node = text.strip()
+    if not node or len(node) > _MAX_NODE:
+        return None
+    if node.startswith("["):
+        host, sep, rest = node[1:].partition("]")
+        if not sep or (rest and not (rest.startswith(":") and rest[1:].isdigit())):
+            return None
+    elif node.count(":") == 1:  # IPv4 with a port (Azure and some proxies add one)
+        host, _, port = node.partition(":")
+        if not port.isdigit():
+            return None
+    else:
+        host = node
+    if "%" in host:  # zone ids mean nothing beyond the local link
+        return None
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _trusted(address: IPAddress, trusted: Sequence[Network]) -> bool:
+    return any(address.version == net.version and address in net for net in trusted)
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        matches = [v for k, v in headers.items() if k.lower() == name]
+        value = ", ".join(matches) if matches else None
+    return value
+
+
+def _split(value: str, separators: str) -> list[str]:
+    """Split on any of ``separators`` outside double quotes (RFC 7230 quoted-string)."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
+    for ch in value:
+        if escaped:
+            escaped = False
+        elif quoted and ch == "\\":
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+        elif not quoted and ch in separators:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(ch)
+    parts.append("".join(current))
+    return parts
+
+
+def _unquote(value: str) -> str:
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        inner = value[1:-1]
+        out: list[str] = []
+        escaped = False
+        for ch in inner:
+            if escaped or ch != "\\":
+                out.append(ch)
+                escaped = False
+            else:
+                escaped = True
+        return "".join(out)
+    return value
+
+
+def _forwarded_hops(value: str) -> list[IPAddress | None]:
+    """The ``for=`` node of each RFC 7239 element; None where it is missing, obfuscated or garbage."""
+    hops: list[IPAddress | None] = []
+    for element in _split(value, ","):
+        if not element.strip():
+            continue
+        node: IPAddress | None = None
+        for pair in _split(element, ";"):
+            name, sep, raw = pair.partition("=")
+            if sep and name.strip().lower() == "for":
+                node = parse_ip(_unquote(raw))
+                break
+        hops.append(node)
+    return hops
+
+
+def _xff_hops(value: str) -> list[IPAddress | None]:
+    return [parse_ip(part) for part in value.split(",") if part.strip()]
+
+
+def client_ip(
+    peer: str | None,
+    headers: Mapping[str, str],
+    trusted: Sequence[Network],
+    *,
+    prefer: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for",
+) -> IPAddress:
+    """The client's address (see the module docstring). Never raises on any header value.
+
+    ``peer`` is the socket peer's address; None or anything unparseable (a Unix socket path, say)
+    gives ``UNKNOWN_CLIENT`` without looking at any header, since its trust cannot be known.
+    """
+    address = parse_ip(peer.split("%", 1)[0] if peer else peer)
+    if address is None:
+        return UNKNOWN_CLIENT
+    # Only a trusted proxy may speak for someone else.
+    if not trusted or not _trusted(address, trusted):
+        return address
+    xff = _header(headers, "x-forwarded-for")
+    forwarded = _header(headers, "forwarded")
+    if prefer == "forwarded":
+        hops = _forwarded_hops(forwarded) if forwarded else _xff_hops(xff or "")
+    else:
+        hops = _xff_hops(xff) if xff else _forwarded_hops(forwarded or "")
+    for hop in reversed(hops[-_MAX_HOPS:]):
+        if hop is None:
+            return UNKNOWN_CLIENT
+        address = hop
+        if not _trusted(hop, trusted):
+            return hop
+    return address

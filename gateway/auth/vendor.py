@@ -1,0 +1,186 @@
+"""Vendor request signatures (HMAC-SHA256), verified with the same canonical string the vendor signs.
+
+The scheme, its headers and test vectors are in docs/vendor-auth.md; the signing side is
+gateway/client.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from gateway import client
+from gateway.auth import AuthRequest, ReplayStore
+from gateway.config import Vendor, VendorKey
+from gateway.errors import ConfigError, Unauthenticated
+from gateway.models import AuthMethod, Principal
+
+SCHEME = "Gateway-HMAC"
+MIN_SECRET_BYTES = 16
+_HEADER_NAMES = (client.KEY_ID_HEADER, client.TIMESTAMP_HEADER, client.SIGNATURE_HEADER)
+_HEADERS = tuple(name.lower() for name in _HEADER_NAMES)
+_KEY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
+_SIGNATURE = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+class VendorReason(StrEnum):
+    """Why a vendor signature was refused: a fixed set, safe for audit records and metric labels."""
+
+    MISSING_HEADER = "missing_header"
+    MALFORMED_HEADER = "malformed_header"
+    UNKNOWN_KEY = "unknown_key"
+    SKEW = "skew"
+    BAD_SIGNATURE = "bad_signature"
+    REPLAY = "replay"
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    vendor: str
+    key_id: str
+    secret: bytes
+    max_skew: float
+
+    def __repr__(self) -> str:  # never show the secret, even in a traceback
+        return f"_Key(vendor={self.vendor!r}, key_id={self.key_id!r})"
+
+
+def _fail(reason: VendorReason, detail: str) -> Unauthenticated:
+    return Unauthenticated(detail, scheme=SCHEME, reason=str(reason))
+
+
+def _load_secret(key: VendorKey, environ: Mapping[str, str], where: str) -> tuple[bytes | None, str | None]:
+    """Read one key's secret; returns (secret, None) or (None, problem). Problems never quote the secret."""
+    if key.secret_env is not None:
+        value = environ.get(key.secret_env)
+        if value is None:
+            return None, f"{where}.secret_env: environment variable {key.secret_env} is not set"
+        secret = client.normalize_secret(value)
+        source = f"environment variable {key.secret_env}"
+    else:
+        assert key.secret_file is not None  # noqa: S101 - VendorKey guarantees exactly one source
+        try:
+            secret = client.normalize_secret(key.secret_file.read_bytes())
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            return None, f"{where}.secret_file: cannot read {key.secret_file} ({reason})"
+        source = f"file {key.secret_file}"
+    if not secret:
+        return None, f"{where}: the secret in {source} is empty"
+    # A short shared secret can be brute-forced offline from one signed request.
+    if len(secret) < MIN_SECRET_BYTES:
+        return None, f"{where}: the secret in {source} is shorter than {MIN_SECRET_BYTES} bytes"
+    return secret, None
+
+
+class VendorAuthenticator:
+    """Verifies ``X-Gateway-Key-Id``, ``X-Gateway-Timestamp`` and ``X-Gateway-Signature``.
+
+    Secrets are loaded once, here; every problem (unset variable, unreadable or empty file, short
+    secret, duplicate key id) is reported at once as a ConfigError. Several keys per vendor may be
+    active at once, which is how keys are rotated. A request with none of the headers is not ours
+    (None); a request with any of them is ours and either verifies or is refused with a reason.
+    """
+
+    def __init__(
+        self,
+        vendors: Sequence[Vendor],
+        *,
+        replay: ReplayStore,
+        clock: Callable[[], float] = time.time,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        env = os.environ if environ is None else environ
+        self._replay = replay
+        self._clock = clock
+        self._keys: dict[str, _Key] = {}
+        problems: list[str] = []
+        for v, vendor in enumerate(vendors):
+            for k, key in enumerate(vendor.keys):
+                where = f"auth.vendors.{v}.keys.{k}"
+                if key.id in self._keys:
+                    problems.append(f"{where}.id: key id {key.id!r} is used more than once")
+                    continue
+                secret, problem = _load_secret(key, env, where)
+                if problem is not None:
+                    problems.append(problem)
+                elif secret is not None:
+                    self._keys[key.id] = _Key(vendor.name, key.id, secret, vendor.max_skew)
+        if problems:
+            raise ConfigError("auth.vendors", problems)
+
+    @property
+    def key_ids(self) -> frozenset[str]:
+        return frozenset(self._keys)
+
+    async def authenticate(self, request: AuthRequest) -> Principal | None:
+        values = [_header(request.headers, name) for name in _HEADERS]
+        if all(value is None for value in values):
+            return None
+        missing = [name for name, value in zip(_HEADER_NAMES, values, strict=True) if not value]
+        if missing:
+            raise _fail(VendorReason.MISSING_HEADER, f"the request is missing {', '.join(missing)}")
+        key_id, timestamp, signature = (value.strip() for value in values if value is not None)
+        if not _KEY_ID.match(key_id):
+            raise _fail(VendorReason.MALFORMED_HEADER, f"{client.KEY_ID_HEADER} is not a valid key id")
+        if not _TIMESTAMP.match(timestamp):
+            raise _fail(VendorReason.MALFORMED_HEADER, f"{client.TIMESTAMP_HEADER} must be Unix seconds")
+        if not _SIGNATURE.match(signature):
+            raise _fail(VendorReason.MALFORMED_HEADER, f"{client.SIGNATURE_HEADER} must be 64 hex digits")
+
+        key = self._keys.get(key_id)
+        if key is None:
+            raise _fail(VendorReason.UNKNOWN_KEY, f"key id {key_id!r} is not configured")
+
+        now = self._clock()
+        ts = int(timestamp)
+        drift = now - ts
+        # The window bounds how long a captured request stays usable, and how long nonces are kept.
+        if abs(drift) > key.max_skew:
+            direction = "behind" if drift > 0 else "ahead of"
+            raise _fail(
+                VendorReason.SKEW,
+                f"the timestamp is {abs(drift):.0f}s {direction} the gateway's clock (allowed: {key.max_skew:.0f}s)",
+            )
+
+        canonical = client.canonical_string(request.method, _raw(request.path), _raw(request.query), timestamp, key_id)
+        expected = client.sign(canonical, key.secret)
+        # Constant-time comparison: timing must not reveal how many leading characters matched.
+        if not hmac.compare_digest(expected, signature.lower()):
+            raise _fail(
+                VendorReason.BAD_SIGNATURE,
+                "the signature does not match the method, path, query, timestamp and key id",
+            )
+
+        # Only a valid signature reaches the replay store, so forged requests cannot fill it.
+        # The nonce is a hash: the signature itself is never stored.
+        nonce = "vendor-hmac:" + hashlib.sha256(signature.lower().encode("ascii")).hexdigest()
+        remaining = ts + key.max_skew - now + 1.0
+        if not await self._replay.first_seen(nonce, remaining):
+            raise _fail(VendorReason.REPLAY, "this signature was already used; sign each request afresh")
+
+        return Principal(method=AuthMethod.VENDOR_HMAC, subject=key.vendor, issuer=key.vendor, key_id=key.key_id)
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        # Header names are lower-case in an AuthRequest; tolerate a mapping that kept the sent case.
+        value = next((v for k, v in headers.items() if k.lower() == name), None)
+    return value
+
+
+def _raw(value: str) -> bytes:
+    # The HTTP layer hands over the raw path and query decoded as latin-1 (one char per byte sent),
+    # as gateway.keys does; anything outside latin-1 can only have been text, so it is UTF-8.
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8")
