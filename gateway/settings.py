@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     dev_mode: bool = False
     audit_queue_size: int = Field(10_000, ge=1)
     workers: int = Field(1, ge=1)
+    max_concurrency: int = Field(256, ge=0, description="Requests in flight per worker before 503 (0: no limit).")
 
     @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod

@@ -82,6 +82,34 @@ class RequestIdMiddleware:
             request_id_var.reset(token)
 
 
+class LoadShedMiddleware:
+    """Refuses work beyond ``limit`` requests in flight with a quick 503 and Retry-After, instead of
+    queueing without bound (which turns a burst into seconds of p99 for everyone). Probes and
+    metrics are never shed."""
+
+    EXEMPT = ("/healthz", "/readyz", "/metrics")
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.EXEMPT:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            request_id = scope["state"].get("request_id", "-")
+            body = error_body("overloaded", "the gateway is at its concurrency limit; retry shortly", request_id)
+            await json_response(body, 503, {"Retry-After": "1"})(scope, receive, send)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
 ALLOW_METHODS = "GET, HEAD, POST, OPTIONS"
 ALLOW_HEADERS = (
     "authorization, content-type, x-request-id, range, if-none-match, if-modified-since, "

@@ -11,7 +11,7 @@ import secrets
 import socket
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import fields
 from typing import Any
 
 from gateway.audit import AuditSink
@@ -21,6 +21,7 @@ from gateway.models import AuditRecord
 
 log = logging.getLogger("gateway.audit")
 _STOP = object()
+_FIELDS = tuple(f.name for f in fields(AuditRecord))
 
 
 class AuditLog:
@@ -52,14 +53,14 @@ class AuditLog:
 
     def emit(self, record: AuditRecord) -> None:
         try:
-            self._queue.put_nowait((asdict(record), None))
+            self._queue.put_nowait((record, None))
         except queue.Full:
             self._on_drop()
 
     async def emit_confirmed(self, record: AuditRecord) -> None:
         future: concurrent.futures.Future[None] = concurrent.futures.Future()
         try:
-            self._queue.put_nowait((asdict(record), future))
+            self._queue.put_nowait((record, future))
         except queue.Full:
             self._on_drop()
             raise Unavailable("the audit log cannot accept records; refusing (fail-closed)") from None
@@ -110,11 +111,13 @@ class AuditLog:
             if stop:
                 return
 
-    def _write(self, batch: list[tuple[dict[str, Any], concurrent.futures.Future[None] | None]]) -> None:
+    def _write(self, batch: list[tuple[AuditRecord, concurrent.futures.Future[None] | None]]) -> None:
         error: BaseException | None = None
+        # Converted here, in the writer thread: the request path only enqueues the record object.
+        records = [{name: getattr(record, name) for name in _FIELDS} for record, _ in batch]
         for sink, chain in zip(self.sinks, self._chains, strict=True):
             saved = (chain.seq, chain.prev_hash)
-            lines = [chain.seal(record) for record, _ in batch]
+            lines = [chain.seal(record) for record in records]
             try:
                 sink.write(lines)
             except Exception as exc:  # a sink failure must not kill the writer

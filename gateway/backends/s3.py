@@ -1,0 +1,196 @@
+"""S3 backend: SigV4 query presigning with boto3's credential chain and a fast local signer.
+
+Credentials come from boto3's full chain (IRSA web identity, container and instance metadata,
+environment, profile, static) and refresh on their own; each ``sign`` takes one frozen snapshot.
+URLs are deterministic for a given ``signed_at`` (the start of the caller's time bucket), so every
+replica hands out the same URL without sharing a cache. A URL never outlives the temporary
+credentials that signed it: S3 rejects such a URL once the session ends, so its expiry is capped
+at the credentials' expiry minus :data:`CREDENTIAL_MARGIN`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import botocore.auth
+from botocore.credentials import Credentials as BotoCredentials
+from botocore.credentials import ReadOnlyCredentials, RefreshableCredentials
+
+from gateway.backends.sigv4 import MAX_EXPIRES, Credentials, SigV4Presigner, bucket_base_url
+from gateway.config import S3Backend as S3BackendConfig
+from gateway.errors import Unavailable
+from gateway.keys import join_prefix
+from gateway.models import SignedUrl
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+CREDENTIAL_MARGIN = 30  # seconds a URL must stop working before its signing credentials do
+_RESOLVE_RETRY = 30.0  # seconds between attempts to find credentials after none were found
+_NO_CREDENTIALS = (
+    "no AWS credentials are available to sign S3 URLs (checked web identity, container and "
+    "instance metadata, environment and profile)"
+)
+
+
+def _expiry(credentials: BotoCredentials) -> float | None:
+    """Unix expiry of temporary credentials, ``None`` for long-lived keys (or not fetched yet)."""
+    # botocore keeps the expiry only on this private attribute; it is stable across releases
+    # and is what botocore's own refresh logic reads.
+    expiry: Any = getattr(credentials, "_expiry_time", None)
+    return expiry.timestamp() if isinstance(expiry, datetime.datetime) else None
+
+
+def _response_params(config: S3BackendConfig) -> dict[str, str]:
+    params: dict[str, str] = {}
+    if config.response_content_type is not None:
+        params["response-content-type"] = config.response_content_type
+    if config.response_content_disposition is not None:
+        params["response-content-disposition"] = config.response_content_disposition
+    return params
+
+
+class S3Backend:
+    """Presigns S3 ``GetObject`` URLs for one bucket and prefix.
+
+    Signing is local (about 5 µs per URL), so URLs are not worth sharing through Redis:
+    ``shared_cache`` is False. Missing or unrefreshable credentials raise ``Unavailable``.
+    """
+
+    kind = "s3"
+    shared_cache = False
+
+    def __init__(
+        self,
+        config: S3BackendConfig,
+        *,
+        session: boto3.session.Session | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self._session = session if session is not None else boto3.session.Session()
+        self._clock = clock
+        self.base_url = bucket_base_url(
+            self._session,
+            bucket=config.bucket,
+            region=config.region,
+            endpoint_url=config.endpoint_url,
+            addressing_style=config.addressing_style,
+        )
+        self._presigner = SigV4Presigner(self.base_url, region=config.region, params=_response_params(config))
+        self._lock = threading.Lock()
+        self._resolved_at = clock()
+        self._credentials: BotoCredentials | None = self._session.get_credentials()
+
+    def _resolve(self) -> BotoCredentials | None:
+        with self._lock:
+            if self._credentials is None and self._clock() - self._resolved_at >= _RESOLVE_RETRY:
+                self._resolved_at = self._clock()
+                self._credentials = self._session.get_credentials()
+            return self._credentials
+
+    async def _frozen(self) -> tuple[BotoCredentials, Credentials]:
+        credentials = self._credentials
+        try:
+            if credentials is None:
+                # The chain may probe instance metadata over the network: keep it off the loop.
+                credentials = await asyncio.to_thread(self._resolve)
+                if credentials is None:
+                    raise Unavailable(_NO_CREDENTIALS, retry_after=int(_RESOLVE_RETRY))
+            if isinstance(credentials, RefreshableCredentials) and credentials.refresh_needed():
+                # A refresh is an STS or metadata call; it happens a few times an hour at most.
+                frozen: ReadOnlyCredentials = await asyncio.to_thread(credentials.get_frozen_credentials)
+            else:
+                frozen = credentials.get_frozen_credentials()
+        except Unavailable:
+            raise
+        except Exception as exc:  # any provider failure (botocore, STS, IMDS, a custom refresher)
+            # The provider's message may name roles, files or endpoints: keep it out of the detail.
+            raise Unavailable("the AWS credentials for S3 could not be refreshed") from exc
+        access_key, secret_key = frozen.access_key, frozen.secret_key
+        if not access_key or not secret_key:
+            raise Unavailable(_NO_CREDENTIALS, retry_after=int(_RESOLVE_RETRY))
+        return credentials, Credentials(access_key, secret_key, frozen.token)
+
+    def _capped(self, credentials: BotoCredentials, signed_at: int, expires_in: int) -> int:
+        expires = min(expires_in, MAX_EXPIRES)
+        expiry = _expiry(credentials)
+        if expiry is not None:
+            expires = min(expires, int(expiry) - CREDENTIAL_MARGIN - signed_at)
+        if expires < 1:
+            raise Unavailable("the temporary AWS credentials expire too soon to sign a URL", retry_after=5)
+        return expires
+
+    async def sign(self, keys: Sequence[str], *, signed_at: int, expires_in: int) -> list[SignedUrl]:
+        if expires_in < 1:
+            raise ValueError("expires_in must be at least one second")
+        credentials, frozen = await self._frozen()
+        expires = self._capped(credentials, signed_at, expires_in)
+        presign = self._presigner.presign
+        prefix = self.config.prefix
+        expires_at = signed_at + expires
+        return [
+            SignedUrl(
+                presign(join_prefix(prefix, key), frozen, signed_at=signed_at, expires=expires),
+                expires_at,
+                signed_at,
+            )
+            for key in keys
+        ]
+
+    def health(self) -> dict[str, object]:
+        credentials = self._credentials
+        if credentials is None:
+            return {"kind": self.kind, "ok": False, "credentials": "missing"}
+        expiry = _expiry(credentials)
+        remaining = None if expiry is None else int(expiry - self._clock())
+        return {
+            "kind": self.kind,
+            "ok": remaining is None or remaining > CREDENTIAL_MARGIN,
+            "credentials": getattr(credentials, "method", None) or "unknown",
+            "expires_in": remaining,
+        }
+
+
+_CLOCK_LOCK = threading.Lock()
+
+
+def boto3_presign(
+    client: S3Client,
+    bucket: str,
+    key: str,
+    *,
+    signed_at: int,
+    expires_in: int,
+    method: str = "GET",
+    response_content_type: str | None = None,
+    response_content_disposition: str | None = None,
+) -> str:
+    """boto3's own ``generate_presigned_url`` with ``X-Amz-Date`` fixed at ``signed_at``.
+
+    The reference the fast signer is tested and benchmarked against; not for the request path.
+    botocore reads the signing time from ``botocore.auth.get_current_datetime`` and has no
+    parameter for it, so that function is swapped for the duration of the call, under a lock.
+    """
+    params: dict[str, str] = {"Bucket": bucket, "Key": key}
+    if response_content_type is not None:
+        params["ResponseContentType"] = response_content_type
+    if response_content_disposition is not None:
+        params["ResponseContentDisposition"] = response_content_disposition
+    operation = {"GET": "get_object", "HEAD": "head_object"}[method]
+    if method == "HEAD":
+        params = {"Bucket": bucket, "Key": key}  # HeadObject has no response-* overrides
+    fixed = datetime.datetime.fromtimestamp(signed_at, datetime.UTC)
+    with _CLOCK_LOCK:
+        original = getattr(botocore.auth, "get_current_datetime")  # noqa: B009
+        setattr(botocore.auth, "get_current_datetime", lambda: fixed)  # noqa: B010
+        try:
+            return client.generate_presigned_url(operation, Params=params, ExpiresIn=expires_in)
+        finally:
+            setattr(botocore.auth, "get_current_datetime", original)  # noqa: B010

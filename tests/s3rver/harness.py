@@ -1,0 +1,134 @@
+"""Run a real S3-compatible server (``@20minutes/s3rver``) for tests that need one.
+
+It checks SigV4 signatures (header and query) and presigned-URL expiry, which is exactly what the
+S3 backend's tests need. Usage from any test directory::
+
+    from tests.s3rver.harness import running_s3rver, s3_client
+
+    with running_s3rver() as endpoint:          # "http://127.0.0.1:PORT"
+        s3_client(endpoint).create_bucket(Bucket="b")
+
+When node or npm is missing the caller's test is skipped with a printed reason, except under
+``CI=true``, where that is an error: CI must never silently skip the real-server tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.client import BaseClient
+from botocore.config import Config
+
+PACKAGE = "@20minutes/s3rver"
+VERSION = "4.0.4"
+ACCESS_KEY = "S3RVER"  # s3rver's built-in account
+SECRET_KEY = "S3RVER"
+REPO = Path(__file__).resolve().parents[2]
+SERVER_JS = Path(__file__).with_name("server.js")
+_READY = "S3RVER READY "
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        raise RuntimeError(f"s3rver is required in CI: {reason}")
+    print(f"\nskipping s3rver tests: {reason}", file=sys.stderr)
+    pytest.skip(reason)
+
+
+def install(cache_dir: Path | None = None) -> Path:
+    """``npm install`` s3rver into ``<repo>/.cache/s3rver`` once; returns its node_modules."""
+    prefix = cache_dir or REPO / ".cache" / "s3rver"
+    modules = prefix / "node_modules"
+    manifest = modules / PACKAGE / "package.json"
+    if manifest.is_file() and json.loads(manifest.read_text()).get("version") == VERSION:
+        return modules
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        _unavailable("node and npm are needed to run s3rver (a real S3-compatible server)")
+    prefix.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+        [str(npm), "install", "--no-audit", "--no-fund", "--prefix", str(prefix), f"{PACKAGE}@{VERSION}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if result.returncode != 0 or not manifest.is_file():
+        _unavailable(f"npm install {PACKAGE}@{VERSION} failed: {result.stderr.strip()[-500:]}")
+    return modules
+
+
+def _wait_ready(proc: subprocess.Popen[str], timeout: float) -> str:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        while (left := deadline - time.monotonic()) > 0:
+            if not selector.select(left):
+                break
+            line = proc.stdout.readline()
+            if not line:  # the process exited
+                break
+            if line.startswith(_READY):
+                return line[len(_READY) :].strip()
+    raise RuntimeError(f"s3rver did not become ready within {timeout:.0f}s (exit code {proc.poll()})")
+
+
+@contextmanager
+def running_s3rver(*, port: int = 0, timeout: float = 30.0) -> Iterator[str]:
+    """Start s3rver on 127.0.0.1 (``port=0``: a free port the OS picks) and yield its endpoint URL.
+
+    The data directory is a fresh temporary directory; the process is stopped by its PID.
+    """
+    modules = install()
+    node = shutil.which("node")
+    if node is None:
+        _unavailable("node is needed to run s3rver")
+    with tempfile.TemporaryDirectory(prefix="s3rver-") as data, tempfile.TemporaryFile("w+") as log:
+        env = {**os.environ, "NODE_PATH": str(modules)}
+        proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            [str(node), str(SERVER_JS), str(port), data],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env=env,
+        )
+        try:
+            try:
+                endpoint = _wait_ready(proc, timeout)
+            except RuntimeError as exc:
+                log.seek(0)
+                raise RuntimeError(f"{exc}\n{log.read()[-2000:]}") from None
+            yield endpoint
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+def s3_client(endpoint: str, *, region: str = "us-east-1") -> BaseClient:
+    """A boto3 client for the running server (path-style, s3rver's credentials)."""
+    return boto3.session.Session(
+        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY, region_name=region
+    ).client(
+        "s3",
+        endpoint_url=endpoint,
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
