@@ -75,11 +75,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_path(args: argparse.Namespace) -> Path:
+    """``--config``, then a positional FILE where the command has one, then GATEWAY_CONFIG."""
+    given = getattr(args, "config", None) or getattr(args, "file", None) or os.environ.get("GATEWAY_CONFIG")
+    if not given:
+        raise ConfigError(args.command, ["give --config FILE or set GATEWAY_CONFIG"])
+    return Path(given)
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     from gateway.config import load_policy
 
-    policy, _ = load_policy(Path(args.file))
-    print(f"{args.file}: valid (version {policy.version}, {len(policy.datasets)} datasets: "
+    path = _config_path(args)
+    policy, _ = load_policy(path)
+    print(f"{path}: valid (version {policy.version}, {len(policy.datasets)} datasets: "
           f"{', '.join(sorted(policy.datasets))})")
     return 0
 
@@ -123,10 +132,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from gateway.keys import validate_key
     from gateway.policy import compile_policy
 
-    config = args.config or (Path(os.environ["GATEWAY_CONFIG"]) if os.environ.get("GATEWAY_CONFIG") else None)
-    if config is None:
-        raise ConfigError("explain", ["give --config FILE or set GATEWAY_CONFIG"])
-    policy, raw = load_policy(config)
+    policy, raw = load_policy(_config_path(args))
     compiled = compile_policy(policy, raw)
     dataset = compiled.dataset(args.dataset)
     if dataset is None:
@@ -194,8 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a policy file offline", description=(
         "Validate a policy file. Exits 0 when it is valid; otherwise exits 1 and lists every problem "
-        "with its location."))
-    check.add_argument("file", help="the policy file")
+        "with its location."), epilog=EPILOG)
+    check.add_argument("file", nargs="?", help="the policy file (or --config FILE, or GATEWAY_CONFIG)")
+    check.add_argument("--config", type=Path, help="the policy file (GATEWAY_CONFIG)")
     check.set_defaults(func=cmd_check_config)
 
     explain = sub.add_parser("explain", help="show the policy's decision for a hypothetical request",

@@ -59,8 +59,8 @@ def _range(header: str | None, size: int) -> tuple[int, int] | None:
         return max(0, size - length), size - 1
     start = int(first)
     end = int(last) if last else size - 1
-    if end < start:
-        return None
+    if last and end < start:
+        return None  # syntactically invalid: ignored
     if start >= size:
         raise RangeNotSatisfiable(f"the range starts past the end of the {size}-byte object", size=size)
     return start, min(end, size - 1)

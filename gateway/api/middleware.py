@@ -17,7 +17,7 @@ from gateway.logs import request_id_var
 from gateway.metrics import Metrics
 
 log = logging.getLogger("gateway.http")
-_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 _ROUTES = (
     ("/v1/datasets/", "objects"),
     ("/v1/sign", "sign"),
@@ -51,7 +51,7 @@ class RequestIdMiddleware:
             return
         request_id = ""
         for name, value in scope["headers"]:
-            if name == b"x-request-id" and _REQUEST_ID.match(value):
+            if name == b"x-request-id" and _REQUEST_ID.fullmatch(value):
                 request_id = value.decode("ascii")
                 break
         request_id = request_id or secrets.token_hex(8)

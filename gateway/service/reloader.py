@@ -34,10 +34,11 @@ class PolicyReloader:
         self.build = build
         self.metrics = metrics
         self.interval = interval
-        self._digest: str | None = None
+        self._digest: str | None = None  # the last file seen, valid or not
+        self._in_force: str | None = None  # the file the policy in force came from
 
     def mark_loaded(self, raw: bytes) -> None:
-        self._digest = hashlib.sha256(raw).hexdigest()
+        self._digest = self._in_force = hashlib.sha256(raw).hexdigest()
 
     def check_once(self) -> bool:
         """One poll. Returns True when a new policy was swapped in. Blocking: run it off the loop."""
@@ -46,6 +47,12 @@ class PolicyReloader:
         except OSError as exc:
             return self._fail(f"{self.path}: cannot read the file: {exc.strerror or exc}", digest=None)
         digest = hashlib.sha256(raw).hexdigest()
+        if digest == self._in_force and self.holder.last_reload_error is not None:
+            # The file in force is back (e.g. after a half-finished ConfigMap swap): nothing to load.
+            self._digest = digest
+            self.holder.last_reload_error = None
+            log.info("policy file restored; version %s stays in force", self.holder.current.version)
+            return False
         if digest == self._digest:
             return False
         try:
@@ -55,7 +62,7 @@ class PolicyReloader:
             return self._fail(f"{exc.source}: " + "; ".join(exc.problems), digest=digest)
         self.holder.swap(state)
         self.holder.last_reload_at = time.time()
-        self._digest = digest
+        self._digest = self._in_force = digest
         self.metrics.policy_reloads.labels("success").inc()
         self.metrics.policy_info.set(state.loaded_at)
         log.info("policy reloaded", extra={"policy_version": state.version})

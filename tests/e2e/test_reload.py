@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.e2e.conftest import make_data_dir
 from tests.e2e.helpers import assert_error, local_policy, metric_samples
@@ -106,10 +105,6 @@ def test_deleted_policy_file_keeps_serving(gateway_server, tmp_path: Path) -> No
         assert reload_errors(client) >= 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: gateway/service/reloader.py check_once returns early when the file's digest equals the "
-    "remembered one, without clearing holder.last_reload_error; a read error passes digest=None, so the "
-    "remembered digest is still the good file's, and restoring that same file leaves /readyz degraded forever"))
 def test_restoring_the_same_policy_file_clears_the_error(gateway_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     data = make_data_dir(tmp_path)
     policy = local_policy(tmp_path / "policy.yaml", data)
