@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 from starlette.types import Scope
 
@@ -32,17 +31,14 @@ def raw_path(scope: Scope) -> bytes:
 
 
 async def request_context(
-    scope: Scope, service: GatewayService, trusted: Sequence[Network], *, authenticate: bool = True
+    scope: Scope, service: GatewayService, trusted: Sequence[Network], *, authenticate: bool = True,
+    headers: dict[str, str] | None = None,
 ) -> RequestContext:
-    headers = header_map(scope)
+    headers = header_map(scope) if headers is None else headers
     client = scope.get("client")
     peer = client[0] if client else None
     ip = client_ip(peer, headers, trusted)
-    ctx = RequestContext(
-        request_id=scope["state"]["request_id"],
-        client_ip=ip,
-        user_agent=headers.get("user-agent", ""),
-    )
+    ctx = RequestContext(scope["state"]["request_id"], ip, headers.get("user-agent", ""))
     if not authenticate:
         return ctx
     auth_request = AuthRequest(
@@ -53,5 +49,7 @@ async def request_context(
         client_ip=ip,
     )
     principal = await service.authenticate(auth_request, ctx)
-    return replace(ctx, principal=principal)
+    if principal.anonymous:
+        return ctx
+    return RequestContext(ctx.request_id, ip, ctx.user_agent, principal)
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import secrets
 import time
 from collections.abc import Callable
+from typing import Any
 
 from starlette.datastructures import MutableHeaders
 from starlette.responses import Response
@@ -44,6 +46,12 @@ class RequestIdMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # Label lookups cost microseconds each; the label sets are small and fixed, so keep them.
+        self._counters: dict[tuple[str, int], Any] = {}
+        # Unique per process (random prefix) and cheap per request (a counter): ids are not secrets.
+        self._id_prefix = secrets.token_hex(4)
+        self._ids = itertools.count(1)
+        self._timers: dict[str, Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -54,7 +62,7 @@ class RequestIdMiddleware:
             if name == b"x-request-id" and _REQUEST_ID.fullmatch(value):
                 request_id = value.decode("ascii")
                 break
-        request_id = request_id or secrets.token_hex(8)
+        request_id = request_id or f"{self._id_prefix}{next(self._ids) & 0xFFFFFFFF:08x}"
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
         started = time.perf_counter()
@@ -66,7 +74,7 @@ class RequestIdMiddleware:
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
-                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
             await send(message)
 
         try:
@@ -77,8 +85,14 @@ class RequestIdMiddleware:
                 await internal_error(request_id)(scope, receive, send_with_id)
         finally:
             route = route_label(scope["method"], scope["path"])
-            self.metrics.requests.labels(route, str(status)).inc()
-            self.metrics.request_seconds.labels(route).observe(time.perf_counter() - started)
+            counter = self._counters.get((route, status))
+            if counter is None:
+                counter = self._counters[(route, status)] = self.metrics.requests.labels(route, str(status))
+            counter.inc()
+            timer = self._timers.get(route)
+            if timer is None:
+                timer = self._timers[route] = self.metrics.request_seconds.labels(route)
+            timer.observe(time.perf_counter() - started)
             request_id_var.reset(token)
 
 

@@ -6,13 +6,12 @@ import asyncio
 import concurrent.futures
 import logging
 import os
-import queue
 import secrets
 import socket
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import fields
-from typing import Any
 
 from gateway.audit import AuditSink
 from gateway.audit.chain import Chain
@@ -20,7 +19,6 @@ from gateway.errors import Unavailable
 from gateway.models import AuditRecord
 
 log = logging.getLogger("gateway.audit")
-_STOP = object()
 _FIELDS = tuple(f.name for f in fields(AuditRecord))
 
 
@@ -40,30 +38,39 @@ class AuditLog:
         fail_closed: bool = False,
         on_drop: Callable[[], None] = lambda: None,
         write_timeout: float = 2.0,
+        flush_interval: float = 0.02,
     ) -> None:
         self.sinks = list(sinks)
         self.fail_closed = fail_closed
         self.write_timeout = write_timeout
+        self.max_queue = max_queue
+        self.flush_interval = flush_interval
         self._on_drop = on_drop
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=max_queue)
+        # A deque's append and popleft are atomic under the GIL: the request path pays ~0.1 us and
+        # never wakes the writer, which drains in batches every flush_interval (or at once when a
+        # fail-closed request is waiting for its record).
+        self._pending: deque[tuple[AuditRecord, concurrent.futures.Future[None] | None]] = deque()
+        self._wake = threading.Event()
+        self._reopen = False
+        self._stopping = False
         chain_prefix = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._chains = [Chain(f"{chain_prefix}:{sink.name}") for sink in self.sinks]
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
 
     def emit(self, record: AuditRecord) -> None:
-        try:
-            self._queue.put_nowait((record, None))
-        except queue.Full:
+        if len(self._pending) >= self.max_queue:
             self._on_drop()
+            return
+        self._pending.append((record, None))
 
     async def emit_confirmed(self, record: AuditRecord) -> None:
-        future: concurrent.futures.Future[None] = concurrent.futures.Future()
-        try:
-            self._queue.put_nowait((record, future))
-        except queue.Full:
+        if len(self._pending) >= self.max_queue:
             self._on_drop()
-            raise Unavailable("the audit log cannot accept records; refusing (fail-closed)") from None
+            raise Unavailable("the audit log cannot accept records; refusing (fail-closed)")
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._pending.append((record, future))
+        self._wake.set()
         try:
             await asyncio.wait_for(asyncio.wrap_future(future), self.write_timeout)
         except Exception as exc:
@@ -77,10 +84,12 @@ class AuditLog:
             self.emit(record)
 
     def reopen(self) -> None:
-        self._queue.put(("reopen", None))
+        self._reopen = True
+        self._wake.set()
 
     def close(self, timeout: float = 5.0) -> None:
-        self._queue.put(_STOP)
+        self._stopping = True
+        self._wake.set()
         self._thread.join(timeout)
         for sink in self.sinks:
             try:
@@ -88,27 +97,20 @@ class AuditLog:
             except OSError:
                 log.warning("audit sink %s did not close cleanly", sink.name)
 
-    def _drain(self, first: object) -> list[Any]:
-        items = [first]
-        while len(items) < 512:
-            try:
-                items.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        return items
-
     def _run(self) -> None:
         while True:
-            items = self._drain(self._queue.get())
-            stop = any(item is _STOP for item in items)
-            batch = [item for item in items if item is not _STOP]
-            if any(item[0] == "reopen" for item in batch):
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            if self._reopen:
+                self._reopen = False
                 for sink in self.sinks:
                     sink.reopen()
-                batch = [item for item in batch if item[0] != "reopen"]
-            if batch:
+            while self._pending:
+                batch: list[tuple[AuditRecord, concurrent.futures.Future[None] | None]] = []
+                while self._pending and len(batch) < 1024:
+                    batch.append(self._pending.popleft())
                 self._write(batch)
-            if stop:
+            if self._stopping:
                 return
 
     def _write(self, batch: list[tuple[AuditRecord, concurrent.futures.Future[None] | None]]) -> None:

@@ -22,6 +22,7 @@ Repeated header lines must reach this function joined with ``", "`` in the order
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import Literal
@@ -36,8 +37,11 @@ _MAX_NODE = 64  # longer than any IP address with port and brackets
 _MAX_HOPS = 64  # a longer chain is abuse; its far end is never reached
 
 
+@functools.lru_cache(maxsize=8192)
 def parse_ip(text: str | None) -> IPAddress | None:
-    """An IP address, optionally with a port or IPv6 brackets; None for anything else."""
+    """An IP address, optionally with a port or IPv6 brackets; None for anything else.
+
+    Cached (bounded): peers and proxy hops repeat, and ipaddress parsing costs microseconds."""
     if not text:
         return None
     node = text.strip()

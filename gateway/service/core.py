@@ -64,6 +64,10 @@ class GatewayService:
     ) -> None:
         self.holder = holder
         self.cache = cache
+        # Bound once: a labels() lookup per request costs more than the cache hit it counts.
+        self._memory_hit = metrics.cache_requests.labels("memory", "hit")
+        self._memory_miss = metrics.cache_requests.labels("memory", "miss")
+        self._allowed = metrics.decisions.labels("allow", "rule")
         self.shared_cache = shared_cache
         self.limiter = limiter
         self.audit = audit
@@ -92,8 +96,10 @@ class GatewayService:
         except InvalidKey as exc:
             await self._deny(ctx, action, dataset, None, DenyReason.INVALID_KEY, exc, started)
         decision = ds.decide(ctx.principal, ctx.client_ip, key)
-        self.metrics.decisions.labels("allow" if decision.allowed else "deny", decision.reason or "rule").inc()
-        if not decision.allowed:
+        if decision.allowed:
+            self._allowed.inc()
+        else:
+            self.metrics.decisions.labels("deny", decision.reason or "none").inc()
             await self._audit(ctx, action, dataset, key, decision, 403, started=started)
             raise Forbidden(_deny_detail(decision), reason=decision.reason or DenyReason.NO_RULE_MATCHED)
         try:
@@ -133,7 +139,7 @@ class GatewayService:
             else:
                 denied += 1
                 results[i] = BatchItem(key, error="forbidden", detail=_deny_detail(decision))
-        self.metrics.decisions.labels("allow", "rule").inc(len(allowed))
+        self._allowed.inc(len(allowed))
         self.metrics.decisions.labels("deny", "batch").inc(len(keys) - len(allowed))
         hits = 0
         if allowed:
@@ -159,9 +165,9 @@ class GatewayService:
         urls: list[SignedUrl | None] = [self.cache.get(prefix + k, now=now, min_remaining=min_life) for k in keys]
         missing = [i for i, url in enumerate(urls) if url is None]
         hits = len(keys) - len(missing)
-        self.metrics.cache_requests.labels("memory", "hit").inc(hits)
+        self._memory_hit.inc(hits)
         if missing:
-            self.metrics.cache_requests.labels("memory", "miss").inc(len(missing))
+            self._memory_miss.inc(len(missing))
         # Redis only where signing costs more than a round trip (RSA, signBlob); see docs/cache.md.
         shared = self.shared_cache if backend.shared_cache else None
         if missing and shared is not None:
