@@ -5,21 +5,21 @@ BIN := $(VENV)/bin
 
 .PHONY: run test lint bench bench-quick clean
 
-$(BIN)/gateway: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(BIN)/gateway
+	touch $(VENV)/.installed
 
 ## run: serve ./data as dataset "local" on http://127.0.0.1:8080 (loopback only)
-run: $(BIN)/gateway
+run: $(VENV)/.installed
 	$(BIN)/gateway serve
 
 ## test: ruff, mypy --strict and the whole pytest suite (installs what the tests need)
-test: $(BIN)/gateway
+test: $(VENV)/.installed
 	./scripts/test
 
-lint: $(BIN)/gateway
+lint: $(VENV)/.installed
 	$(BIN)/ruff check gateway tests bench
 	$(BIN)/mypy
 

@@ -162,6 +162,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0 if decision.allowed else 3
 
 
+def cmd_urls(args: argparse.Namespace) -> int:
+    from gateway import cli_urls
+
+    return cli_urls.run(config=_config_path(args), dataset=args.dataset, base_url=args.base_url,
+                        listing=args.list, fmt=args.format)
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from gateway.audit.chain import verify_lines
 
@@ -229,6 +236,18 @@ def build_parser() -> argparse.ArgumentParser:
     signer.add_argument("method")
     signer.add_argument("url")
     signer.set_defaults(func=cmd_sign_request)
+
+    urls = sub.add_parser("urls", help="turn object keys into gateway URLs for the vendor", description=(
+        "Print the gateway URL of each object key: keys come from stdin (one per line) or, with --list, "
+        "from listing the dataset's bucket prefix or folder (with the pod's or your credentials). Hand "
+        "these URLs to the vendor instead of bucket URLs. Keys the gateway would refuse are skipped and "
+        "reported on stderr (exit 1)."), epilog=EPILOG)
+    urls.add_argument("dataset")
+    urls.add_argument("--base-url", required=True, help="the gateway's public URL, e.g. https://gw.acme.example")
+    urls.add_argument("--config", type=Path, help="policy file (GATEWAY_CONFIG)")
+    urls.add_argument("--list", action="store_true", help="list the dataset's objects instead of reading stdin")
+    urls.add_argument("--format", choices=["lines", "csv", "json"], default="lines")
+    urls.set_defaults(func=cmd_urls)
 
     audit = sub.add_parser("audit", help="audit log tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")

@@ -6,6 +6,7 @@ The field names here are a public contract: extend them, never rename them.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -37,8 +38,8 @@ def parse_duration(value: object) -> float:
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
     else:
         raise ValueError(f"expected a duration such as 300s, 5m or 1h, got {value!r}")
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError("a duration must be a finite, non-negative number of seconds")
     return seconds
 
 
@@ -127,6 +128,9 @@ class Rule(_Strict):
         for values in (*identity, self.networks):
             if values is not None and not values:
                 raise ValueError("an empty list matches nothing; remove the condition or fill it")
+        for values in identity:
+            if values is not None and any(not str(v).strip() for v in values):
+                raise ValueError("an empty name would match principals that lack the claim")
         if self.anonymous and not self.networks:
             # Anonymous access without a network condition would open the dataset to the world.
             raise ValueError("anonymous: true needs a networks condition")
@@ -141,7 +145,7 @@ class Dataset(_Strict):
     backend: Backend
     rules: list[Rule] = Field(default_factory=list)
     url_ttl: Duration | None = None
-    allow_keys: list[str] = Field(default_factory=lambda: ["**"])
+    allow_keys: list[str] = Field(default_factory=lambda: ["**"], min_length=1)
     rate_limit: RateLimit | None = None
 
     @field_validator("allow_keys")
@@ -232,7 +236,7 @@ def _stdout() -> StdoutSink | FileSink | RedisStreamSink:
 
 
 class AuditConfig(_Strict):
-    sinks: list[Sink] = Field(default_factory=lambda: [_stdout()])
+    sinks: list[Sink] = Field(default_factory=lambda: [_stdout()], min_length=1)
     fail_closed: bool = False
 
 
@@ -264,11 +268,19 @@ class PolicyFile(_Strict):
             problems.append(f"auth.vendors: key id {key_id!r} is used more than once")
         if self.defaults.url_ttl > self.defaults.max_url_ttl:
             problems.append("defaults.url_ttl: exceeds defaults.max_url_ttl")
+        share = self.defaults.min_remaining
+        ttls = [("defaults.url_ttl", self.defaults.url_ttl)] + [
+            (f"datasets.{name}.url_ttl", ds.url_ttl) for name, ds in self.datasets.items() if ds.url_ttl is not None
+        ]
+        for where, ttl in ttls:
+            if where != "defaults.url_ttl" and ttl > self.defaults.max_url_ttl:
+                problems.append(f"{where}: exceeds defaults.max_url_ttl")
+            if ttl < 10:
+                problems.append(f"{where}: must be at least 10s")
+            elif ttl * (1 - share) < 1:
+                # URLs are signed at whole seconds: a bucket under 1 s cannot keep the minimum life.
+                problems.append(f"{where}: with min_remaining {share}, a URL must live at least {1 / (1 - share):g}s")
         for name, dataset in self.datasets.items():
-            if dataset.url_ttl is not None and dataset.url_ttl > self.defaults.max_url_ttl:
-                problems.append(f"datasets.{name}.url_ttl: exceeds defaults.max_url_ttl")
-            if dataset.url_ttl is not None and dataset.url_ttl < 10:
-                problems.append(f"datasets.{name}.url_ttl: must be at least 10s")
             for i, rule in enumerate(dataset.rules):
                 where = f"datasets.{name}.rules.{i}"
                 for vendor in rule.vendors or []:
@@ -280,10 +292,52 @@ class PolicyFile(_Strict):
         return problems
 
 
+_KINDS = {"local", "s3", "gcs", "stdout", "file", "redis_stream"}
+
+
 def _location(loc: tuple[int | str, ...]) -> str:
-    # Drop pydantic's union-branch tags (e.g. "local", "function-after[...]") from the path.
-    parts = [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p in {"local", "s3", "gcs"}))]
+    """The user's path to a problem, without pydantic's internal tags: validator names such as
+    ``function-after[...]``, and the union branch that follows ``backend`` or a sink's index."""
+    parts: list[str] = []
+    for i, part in enumerate(loc):
+        if isinstance(part, str) and "[" in part:
+            continue
+        previous = loc[i - 1] if i else None
+        after_sink_index = isinstance(previous, int) and i > 1 and loc[i - 2] == "sinks"
+        if part in _KINDS and (previous == "backend" or after_sink_index):
+            continue
+        parts.append(str(part))
     return ".".join(parts) or "(top level)"
+
+
+def _names(items: object, field: str) -> set[str]:
+    return {str(item.get(field)) for item in items if isinstance(item, dict)} if isinstance(items, list) else set()
+
+
+def _raw_references(data: dict[str, Any]) -> list[str]:
+    """Rule references to unknown vendors or issuers, read leniently from a file that failed the
+    schema, so that one run reports those too."""
+    auth: dict[str, Any] = data["auth"] if isinstance(data.get("auth"), dict) else {}
+    vendors = auth.get("vendors")
+    issuers = _names(auth.get("oidc"), "name")
+    known_vendors = _names(vendors, "name") | issuers
+    for vendor in vendors if isinstance(vendors, list) else []:
+        if isinstance(vendor, dict):
+            known_vendors |= _names(vendor.get("keys"), "id")
+    problems = []
+    datasets = data.get("datasets")
+    for name, dataset in (datasets.items() if isinstance(datasets, dict) else []):
+        rules = dataset.get("rules") if isinstance(dataset, dict) else None
+        for i, rule in enumerate(rules if isinstance(rules, list) else []):
+            if not isinstance(rule, dict):
+                continue
+            for field, known, section in (("vendors", known_vendors, "auth.vendors or auth.oidc"),
+                                          ("issuers", issuers, "auth.oidc")):
+                values = rule.get(field)
+                for value in values if isinstance(values, list) else []:
+                    if str(value) not in known:
+                        problems.append(f"datasets.{name}.rules.{i}.{field}: {value!r} is not in {section}")
+    return problems
 
 
 def parse_policy(text: str, source: str = "<policy>") -> PolicyFile:
@@ -300,7 +354,7 @@ def parse_policy(text: str, source: str = "<policy>") -> PolicyFile:
         policy = PolicyFile.model_validate(data)
     except ValidationError as exc:
         problems = [f"{_location(err['loc'])}: {err['msg']}" for err in exc.errors()]
-        raise ConfigError(source, problems) from None
+        raise ConfigError(source, problems + _raw_references(data)) from None
     problems = policy.cross_check()
     if problems:
         raise ConfigError(source, problems)

@@ -19,7 +19,7 @@ def canonical_key(raw: str | bytes) -> str:
     included), backslashes, ``.`` and ``..`` segments in any encoding, empty segments, and keys
     over 1024 bytes. Percent-decoding happens exactly once; the result is the object key.
     """
-    raw_bytes = raw.encode("latin-1") if isinstance(raw, str) else raw
+    raw_bytes = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
     try:
         decoded = unquote_to_bytes(raw_bytes).decode("utf-8", errors="strict")
     except UnicodeDecodeError:

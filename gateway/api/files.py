@@ -15,7 +15,7 @@ from starlette.responses import Response, StreamingResponse
 from gateway.errors import NotFound, RangeNotSatisfiable
 
 CHUNK = 256 * 1024
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
 _TYPES = {
     ".pcd": "application/x-pcd",
     ".ply": "application/x-ply",
@@ -48,14 +48,16 @@ def _range(header: str | None, size: int) -> tuple[int, int] | None:
     """
     if not header:
         return None
-    match = _RANGE.match(header.strip())
+    match = _RANGE.fullmatch(header.strip())
     if not match or (not match.group(1) and not match.group(2)):
         return None
     first, last = match.group(1), match.group(2)
     if not first:  # suffix range: the last N bytes
         length = int(last)
-        if length == 0 or size == 0:
+        if length == 0:
             raise RangeNotSatisfiable("the range is empty", size=size)
+        if size == 0:
+            return None  # RFC 9110: a suffix range of an empty representation is served whole (empty)
         return max(0, size - length), size - 1
     start = int(first)
     end = int(last) if last else size - 1

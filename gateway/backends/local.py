@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import stat
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +15,8 @@ from urllib.parse import quote
 from gateway.config import LocalBackend as LocalBackendConfig
 from gateway.errors import Forbidden, NotFound
 from gateway.models import DenyReason, SignedUrl
+
+_EXP = re.compile(r"[0-9]{1,12}")
 
 
 def _b64(digest: bytes) -> str:
@@ -44,7 +47,7 @@ class LocalBackend:
         ]
 
     def resolve(self, key: str, *, exp: str, sig: str, now: float) -> Path:
-        if not exp.isdigit() or len(exp) > 12 or not sig:
+        if not _EXP.fullmatch(exp) or not sig:
             raise Forbidden("the URL signature is missing or malformed", reason=DenyReason.BAD_SIGNATURE)
         # Constant-time comparison: the signature is the only secret-derived input.
         if not hmac.compare_digest(self._mac(key, int(exp)).encode(), sig.encode("utf-8", "replace")):

@@ -1,0 +1,182 @@
+"""Signing through the service layer, with a Runtime built like production and a clock we set."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
+
+from gateway.app import Runtime
+from gateway.backends import FileSource
+from gateway.errors import Forbidden, InvalidKey, PayloadTooLarge, UnknownDataset
+from gateway.models import RequestContext, SignedUrl
+from tests.core.conftest import PUBLIC_URL, Clock, local_policy
+
+LOOPBACK = RequestContext(request_id="req-1", client_ip=ipaddress.ip_address("127.0.0.1"), user_agent="pytest")
+OUTSIDE = RequestContext(request_id="req-2", client_ip=ipaddress.ip_address("198.51.100.7"))
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "images" / "a b+c.png").write_bytes(b"png")
+    (root / "images" / "0.png").write_bytes(b"zero")
+    return root
+
+
+@pytest.fixture
+def local_runtime(make_runtime: Callable[..., Runtime], write_policy: Callable[..., Path], data_dir: Path,
+                  tmp_path: Path, clock: Clock) -> Callable[..., Runtime]:
+    """Factory: ``local_runtime(url_ttl="120s", min_remaining=0.5, ...)`` with the shared clock."""
+
+    def make(**policy: object) -> Runtime:
+        text = local_policy(data_dir, tmp_path / "audit.jsonl", **policy)  # type: ignore[arg-type]
+        return make_runtime(write_policy(text, name=f"policy-{len(text)}-{id(policy)}.yaml"), clock=clock)
+
+    return make
+
+
+def sign(runtime: Runtime, key: str, ctx: RequestContext = LOOPBACK) -> SignedUrl:
+    return asyncio.run(runtime.service.sign(ctx, "local", key, action="redirect"))
+
+
+# -- time buckets -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("ttl", "share"), [
+    (120, 0.5),
+    (300, 0.75),
+    (60, 0.1),
+    (11, 0.5),
+    (20, 0.95),
+])
+def test_every_url_keeps_its_minimum_life_through_whole_buckets(
+    local_runtime: Callable[..., Runtime], clock: Clock, ttl: int, share: float
+) -> None:
+    """Scan the clock through several URL lifetimes: invariant 7 and the Cache-Control bound hold at every step."""
+    runtime = local_runtime(url_ttl=f"{ttl}s", min_remaining=share)
+    start = clock.now = 1_700_000_000.0
+    step = min(0.25, ttl / 240)
+    handed_out: list[tuple[float, str]] = []
+
+    async def scan() -> None:
+        while clock.now < start + 3 * ttl:
+            url = await runtime.service.sign(LOOPBACK, "local", "images/0.png", action="redirect")
+            remaining = url.expires_at - clock.now
+            assert remaining >= ttl * share, (clock.now, url.expires_at)
+            assert url.expires_at - url.signed_at <= ttl
+            max_age = runtime.service.cache_max_age(url)
+            assert 0 <= max_age < remaining
+            handed_out.append((clock.now, url.url))
+            clock.now += step
+
+    asyncio.run(scan())
+    # Within a bucket the URL is stable; a URL never comes back once it was replaced.
+    changes = [handed_out[i][1] for i in range(len(handed_out)) if i == 0 or handed_out[i][1] != handed_out[i - 1][1]]
+    assert len(changes) == len(set(changes)), "a URL came back after it had been replaced"
+    assert len(changes) >= 3  # over three lifetimes the URL must rotate
+    assert len(changes) <= len(handed_out) // 2, "URLs change at almost every call: no stable buckets"
+
+
+def test_same_bucket_same_url_and_next_bucket_a_new_one(local_runtime: Callable[..., Runtime], clock: Clock) -> None:
+    runtime = local_runtime(url_ttl="120s", min_remaining=0.5)
+    first = sign(runtime, "images/0.png")
+    clock.now += 0.5
+    assert sign(runtime, "images/0.png") == first
+    clock.now += 120  # a full lifetime later, the first URL cannot have enough life left
+    later = sign(runtime, "images/0.png")
+    assert later.url != first.url
+    assert later.expires_at > first.expires_at
+
+
+def test_replicas_hand_out_the_same_url_without_sharing_a_cache(
+    local_runtime: Callable[..., Runtime], clock: Clock
+) -> None:
+    one, two = local_runtime(), local_runtime()
+    assert one.service.cache is not two.service.cache
+    for offset in (0.0, 7.3, 33.3, 95.0, 250.5):
+        clock.now = 1_700_000_000.0 + offset
+        assert sign(one, "images/0.png") == sign(two, "images/0.png")
+
+
+def test_max_age_is_less_than_the_remaining_life(local_runtime: Callable[..., Runtime], clock: Clock) -> None:
+    runtime = local_runtime(url_ttl="120s")
+    url = sign(runtime, "images/0.png")
+    for delta in (0.0, 1.0, 30.0, 59.0, 60.0, 119.0, 119.9, 120.0, 500.0):
+        clock.now = url.signed_at + delta
+        max_age = runtime.service.cache_max_age(url)
+        assert max_age >= 0
+        assert max_age < max(url.expires_at - clock.now, 1), delta
+
+
+# -- the signed key is the authorized key ---------------------------------------------------------------------
+
+@pytest.mark.parametrize(("raw", "key"), [
+    ("images/a%20b%2Bc.png", "images/a b+c.png"),
+    ("images%2F0.png", "images/0.png"),
+])
+def test_the_signed_key_is_the_authorized_key(
+    local_runtime: Callable[..., Runtime], clock: Clock, data_dir: Path, raw: str, key: str
+) -> None:
+    runtime = local_runtime()
+    url = sign(runtime, raw)
+    parts = urlsplit(url.url)
+    assert url.url.startswith(PUBLIC_URL + "/v1/local/local/")
+    assert unquote(parts.path.removeprefix("/v1/local/local/")) == key
+    query = parse_qs(parts.query)
+    assert query["exp"] == [str(int(url.expires_at))]
+    backend = runtime.holder.current.backends["local"]
+    assert isinstance(backend, FileSource)
+    path = backend.resolve(key, exp=query["exp"][0], sig=query["sig"][0], now=clock.now)
+    assert path == (data_dir / key).resolve()
+    with pytest.raises(Forbidden):
+        backend.resolve(key + ".other", exp=query["exp"][0], sig=query["sig"][0], now=clock.now)
+
+
+def test_sign_rejects_bad_keys_and_denies_outsiders(local_runtime: Callable[..., Runtime]) -> None:
+    runtime = local_runtime()
+    with pytest.raises(InvalidKey):
+        sign(runtime, "images/%2e%2e/secret")
+    with pytest.raises(Forbidden):
+        sign(runtime, "images/0.png", OUTSIDE)
+    with pytest.raises(UnknownDataset):
+        asyncio.run(runtime.service.sign(LOOPBACK, "nope", "a.png", action="redirect"))
+
+
+# -- batches ------------------------------------------------------------------------------------------------
+
+def sign_batch(runtime: Runtime, keys: list[object], ctx: RequestContext = LOOPBACK) -> list:  # type: ignore[type-arg]
+    return asyncio.run(runtime.service.sign_batch(ctx, "local", keys))
+
+
+def test_batch_over_the_limit_is_refused(local_runtime: Callable[..., Runtime]) -> None:
+    runtime = local_runtime(batch_limit=3)
+    assert len(sign_batch(runtime, ["a", "b", "c"])) == 3
+    with pytest.raises(PayloadTooLarge) as info:
+        sign_batch(runtime, ["a", "b", "c", "d"])
+    assert info.value.status == 413
+
+
+def test_one_bad_key_never_fails_the_batch_and_order_is_kept(local_runtime: Callable[..., Runtime]) -> None:
+    runtime = local_runtime(allow_keys='["images/**"]')
+    keys: list[object] = ["images/z.png", "../etc/passwd", 42, "images/0.png", "labels/x.json", "a\nb",
+                          "images/a b+c.png", None]
+    results = sign_batch(runtime, keys)
+    assert len(results) == len(keys)
+    assert [item.key for item in results[:2]] == ["images/z.png", "../etc/passwd"]
+    assert results[2].key == "42"
+    kinds = ["url" if item.url else item.error for item in results]
+    assert kinds == ["url", "invalid_key", "invalid_key", "url", "forbidden", "invalid_key", "url", "invalid_key"]
+    single = sign(runtime, "images/a b+c.png")
+    assert results[6].url == single
+    assert all(item.detail for item in results if item.error)
+
+
+def test_a_batch_from_outside_is_all_forbidden(local_runtime: Callable[..., Runtime]) -> None:
+    results = sign_batch(local_runtime(), ["images/0.png", "images/1.png"], OUTSIDE)
+    assert [item.error for item in results] == ["forbidden", "forbidden"]
+    assert all(item.url is None for item in results)

@@ -1,0 +1,227 @@
+"""The package's one-way dependency direction, read from the source with ``ast``.
+
+    leaves  (errors, models, settings, config, keys, logs, client, redis_client)
+      ^
+    middle  (policy, auth, backends, cache, audit, metrics, ratelimit)   never each other
+      ^
+    service
+      ^
+    api                                                        never app or cli
+      ^
+    app, cli, __main__                                         the composition root
+
+Only the composition root may import the concrete backends (gateway.backends.local/s3/gcs).
+Imports under ``if TYPE_CHECKING:`` are for the type checker only and are exempt.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "gateway"
+MAX_LINES = 400
+
+# redis_client is the shared Redis connection helper used by several middle packages: a leaf.
+LEAVES = {"errors", "models", "settings", "config", "keys", "logs", "client", "redis_client"}
+MIDDLE = {"policy", "auth", "backends", "cache", "audit", "metrics", "ratelimit"}
+ROOT = {"app", "cli", "cli_urls", "__main__"}
+CONCRETE_BACKENDS = {"gateway.backends.local", "gateway.backends.s3", "gateway.backends.gcs"}
+
+
+@dataclass(frozen=True)
+class Import:
+    module: str  # the importing module, e.g. gateway.service.core
+    target: str  # the imported gateway module, e.g. gateway.backends.local
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.module} (line {self.line}) imports {self.target}"
+
+
+def module_name(path: Path, package: Path = PACKAGE) -> str:
+    parts = list(path.relative_to(package.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _walk_runtime(node: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+    """Every import statement, at any depth (lazy imports in functions count), except the
+    body of ``if TYPE_CHECKING:`` blocks (their ``else`` branch runs, so it counts)."""
+    found: list[ast.Import | ast.ImportFrom] = []
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.If) and _is_type_checking(child.test):
+            for stmt in child.orelse:
+                found.extend(_walk_runtime(ast.Module(body=[stmt], type_ignores=[])))
+            continue
+        if isinstance(child, ast.Import | ast.ImportFrom):
+            found.append(child)
+        found.extend(_walk_runtime(child))
+    return found
+
+
+def gateway_imports(source: str, module: str, *, is_package: bool, known: set[str]) -> list[Import]:
+    """The gateway modules that ``module`` imports at run time."""
+    imports: list[Import] = []
+    for node in _walk_runtime(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        else:
+            if node.level:
+                base = module.split(".") if is_package else module.split(".")[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                origin = ".".join(base + ([node.module] if node.module else []))
+            else:
+                origin = node.module or ""
+            # `from gateway.x import y` imports gateway.x, and gateway.x.y when y is a module.
+            targets = [origin] + [f"{origin}.{a.name}" for a in node.names if f"{origin}.{a.name}" in known]
+            if origin == "gateway" and len(targets) > 1:
+                targets = targets[1:]  # `from gateway import client` is about gateway.client
+        imports.extend(Import(module, t, node.lineno) for t in targets if t == "gateway" or t.startswith("gateway."))
+    return imports
+
+
+def layer_of(module: str) -> str:
+    parts = module.split(".")
+    if len(parts) == 1:
+        return "package"
+    return parts[1]
+
+
+def violation(imp: Import) -> str | None:
+    """Why this import breaks the layering, or None when it is allowed."""
+    src, dst = layer_of(imp.module), layer_of(imp.target)
+    if dst == "package":  # gateway/__init__.py holds only the version
+        return None
+    if imp.target in CONCRETE_BACKENDS and src not in ROOT and src != "backends":
+        return "only gateway.app and gateway.cli may import a concrete backend"
+    if src == dst:
+        return None
+    if src == "client":
+        return "gateway.client is shipped to vendors and imports nothing from the package"
+    if src in LEAVES:
+        return None if dst in LEAVES - {src} else f"leaf module gateway.{src} may import only other leaves"
+    if src in MIDDLE:
+        if dst in LEAVES:
+            return None
+        return f"gateway.{src} may import only leaf modules and itself (never another middle package)"
+    if src == "service":
+        return None if dst in LEAVES | MIDDLE else "gateway.service may import only leaves and middle packages"
+    if src == "api":
+        if dst in LEAVES | MIDDLE | {"service"}:
+            return None
+        return "gateway.api may not import the composition root (gateway.app, gateway.cli)"
+    if src in ROOT or src == "package":
+        return None
+    return f"gateway.{src} is in no layer; add it to LEAVES, MIDDLE or a layer in {__file__}"
+
+
+def _all_modules() -> dict[str, Path]:
+    return {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _all_imports() -> list[Import]:
+    modules = _all_modules()
+    known = set(modules)
+    imports: list[Import] = []
+    for name, path in modules.items():
+        source = path.read_text(encoding="utf-8")
+        imports.extend(gateway_imports(source, name, is_package=path.name == "__init__.py", known=known))
+    return imports
+
+
+def test_every_module_is_in_a_layer() -> None:
+    unplaced = sorted(
+        name for name in _all_modules()
+        if layer_of(name) not in LEAVES | MIDDLE | ROOT | {"service", "api", "package"}
+    )
+    assert not unplaced, f"modules in no layer (place them in tests/test_architecture.py): {unplaced}"
+
+
+def test_dependencies_point_one_way() -> None:
+    imports = _all_imports()
+    assert imports, "found no gateway imports at all: the scanner is broken"
+    offenders = [f"{imp}: {why}" for imp in imports if (why := violation(imp))]
+    assert not offenders, "layering violations:\n  " + "\n  ".join(offenders)
+
+
+def test_no_module_is_too_long() -> None:
+    lengths = {name: len(path.read_text(encoding="utf-8").splitlines()) for name, path in _all_modules().items()}
+    offenders = sorted(f"{name}: {n} lines" for name, n in lengths.items() if n > MAX_LINES)
+    assert not offenders, f"modules over {MAX_LINES} lines (split them):\n  " + "\n  ".join(offenders)
+
+
+# -- the scanner itself must be able to see violations -------------------------------------------
+
+def _scan(source: str, module: str, *, is_package: bool = False) -> list[str]:
+    known = set(_all_modules()) | {"gateway.backends.gcs"}
+    return [i.target for i in gateway_imports(source, module, is_package=is_package, known=known)]
+
+
+def test_scanner_exempts_type_checking_blocks_only() -> None:
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "import typing\n"
+        "if TYPE_CHECKING:\n"
+        "    from gateway.app import Runtime\n"
+        "else:\n"
+        "    from gateway.cli import main\n"
+        "if typing.TYPE_CHECKING:\n"
+        "    import gateway.app\n"
+        "def lazy():\n"
+        "    from gateway.backends import local\n"
+    )
+    assert _scan(source, "gateway.api.routes") == ["gateway.cli", "gateway.backends", "gateway.backends.local"]
+
+
+def test_scanner_resolves_relative_and_package_imports() -> None:
+    assert _scan("from . import local\n", "gateway.backends", is_package=True) == [
+        "gateway.backends", "gateway.backends.local"]
+    assert _scan("from ..policy import engine\n", "gateway.service.core") == [
+        "gateway.policy", "gateway.policy.engine"]
+    assert _scan("from gateway import client\n", "gateway.auth.vendor") == ["gateway.client"]
+    assert _scan("import os\nimport gateway.keys as k\n", "gateway.cache.memory") == ["gateway.keys"]
+
+
+@pytest.mark.parametrize(
+    ("module", "target", "allowed"),
+    [
+        ("gateway.config", "gateway.errors", True),
+        ("gateway.config", "gateway.policy", False),
+        ("gateway.client", "gateway.errors", False),
+        ("gateway.policy.engine", "gateway.config", True),
+        ("gateway.policy.engine", "gateway.policy", True),
+        ("gateway.policy.engine", "gateway.cache", False),
+        ("gateway.audit.log", "gateway.metrics", False),
+        ("gateway.metrics", "gateway.audit", False),
+        ("gateway.auth.vendor", "gateway.client", True),
+        ("gateway.service.core", "gateway.backends", True),
+        ("gateway.service.core", "gateway.backends.local", False),
+        ("gateway.service.core", "gateway.backends.gcs", False),
+        ("gateway.service.core", "gateway.api", False),
+        ("gateway.api.routes", "gateway.service", True),
+        ("gateway.api.routes", "gateway.app", False),
+        ("gateway.api.routes", "gateway.cli", False),
+        ("gateway.api.routes", "gateway.backends.s3", False),
+        ("gateway.app", "gateway.backends.s3", True),
+        ("gateway.cli", "gateway.app", True),
+        ("gateway.backends.s3", "gateway.backends.sigv4", True),
+        ("gateway.backends.s3", "gateway.keys", True),
+        ("gateway.cache.redis", "gateway.redis_client", True),
+        ("gateway.redis_client", "gateway.cache", False),
+        ("gateway.ratelimit.redis", "gateway.auth", False),
+        ("gateway.service.core", "gateway.ratelimit", True),
+    ],
+)
+def test_layer_rules(module: str, target: str, allowed: bool) -> None:
+    assert (violation(Import(module, target, 1)) is None) is allowed
