@@ -13,6 +13,7 @@ import asyncio
 import base64
 import os
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from urllib.parse import quote
 
@@ -55,6 +56,17 @@ class IamSignBlob:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._concurrency = concurrency
+        # One connection pool per event loop (each uvicorn worker has one), built once, not per call.
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _client(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None or client.is_closed:
+            client = self._clients[loop] = httpx.AsyncClient(timeout=self.timeout)
+        return client
 
     async def _headers(self) -> dict[str, str]:
         if not self.credentials.valid:
@@ -92,8 +104,8 @@ class IamSignBlob:
             return base64.b64decode(response.json()["signedBlob"])
 
         try:
-            async with httpx.AsyncClient(timeout=self.timeout) as client:
-                return list(await asyncio.gather(*(one(client, p) for p in payloads)))
+            client = self._client()
+            return list(await asyncio.gather(*(one(client, p) for p in payloads)))
         except Unavailable:
             raise
         except (httpx.HTTPError, TimeoutError, ValueError, KeyError) as exc:
