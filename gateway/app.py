@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import secrets
 import signal
@@ -29,6 +30,7 @@ from gateway.audit.log import AuditLog
 from gateway.audit.redis_stream import RedisStreamSink
 from gateway.audit.sinks import FileSink, StdoutSink
 from gateway.auth import AuthChain, Authenticator, ReplayStore
+from gateway.auth.dev import DevAuthenticator
 from gateway.auth.oidc import OidcAuthenticator
 from gateway.auth.replay import MemoryReplayStore
 from gateway.auth.replay_redis import RedisReplayStore
@@ -72,6 +74,23 @@ from gateway.settings import Settings
 log = logging.getLogger("gateway")
 
 
+def check_dev_mode(settings: Settings) -> None:
+    """Development mode hands a fixed identity to every caller: loopback only, and said loudly."""
+    problems = []
+    if not settings.dev_mode:
+        problems.append("GATEWAY_DEV_PRINCIPAL needs GATEWAY_DEV_MODE=true")
+    try:
+        loopback = ipaddress.ip_address(settings.host).is_loopback
+    except ValueError:
+        loopback = settings.host == "localhost"
+    if not loopback:
+        problems.append(f"development mode listens on loopback only, not {settings.host}")
+    if problems:
+        raise ConfigError("development mode", problems)
+    log.warning("DEVELOPMENT MODE: every request without a credential is %s; never run this way in production",
+                settings.dev_principal)
+
+
 class Runtime:
     """Everything one app instance owns, built once at startup and reused by every request."""
 
@@ -89,6 +108,8 @@ class Runtime:
                 "GATEWAY_SIGNING_KEY is not set; generated a random key. Local-disk URLs will not survive "
                 "a restart and will differ between replicas"
             )
+        if settings.dev_principal:
+            check_dev_mode(settings)
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=3.0), follow_redirects=False)
         self.redis: SharedRedis | None = None
         self.replay: ReplayStore = MemoryReplayStore()
@@ -163,6 +184,9 @@ class Runtime:
         """Vendor HMAC first, then OIDC. Unchanged sections keep their authenticator, so that a policy
         reload keeps the JWKS and verified-token caches."""
         authenticators: list[Authenticator] = []
+        if self.settings.dev_principal:
+            # Last in the chain, so that real credentials are still checked as they would be.
+            dev: Authenticator = DevAuthenticator(self.settings.dev_principal, frozenset(self.settings.dev_groups))
         if config.vendors:
             authenticators.append(self._reuse("vendors", config.vendors, lambda: VendorAuthenticator(
                 config.vendors, replay=self.replay, clock=self.clock, environ=self.environ)))
@@ -170,6 +194,8 @@ class Runtime:
             authenticators.append(self._reuse("oidc", config.oidc, lambda: OidcAuthenticator(
                 config.oidc, http=self.http, clock=self.clock,
                 on_fetch=lambda issuer, result: self.metrics.jwks_fetches.labels(issuer, result).inc())))
+        if self.settings.dev_principal:
+            authenticators.append(dev)
         return authenticators
 
     def _reuse(self, name: str, config: object, build: Callable[[], Authenticator]) -> Authenticator:

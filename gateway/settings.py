@@ -38,12 +38,14 @@ class Settings(BaseSettings):
     redis_prefix: str = Field("gw:", description="Prefix of every key the gateway writes to Redis.")
     replay_fail_closed: bool = Field(False, description="Refuse vendor HMAC requests while Redis is down.")
     cache_max_entries: int = Field(100_000, ge=1)
-    dev_mode: bool = False
+    dev_mode: bool = Field(False, description="Allow GATEWAY_DEV_PRINCIPAL; loopback only.")
+    dev_principal: str | None = Field(None, description="Email of the fixed principal in development mode.")
+    dev_groups: Annotated[list[str], NoDecode] = Field(default_factory=list)
     audit_queue_size: int = Field(10_000, ge=1)
     workers: int = Field(1, ge=1)
     max_concurrency: int = Field(256, ge=0, description="Requests in flight per worker before 503 (0: no limit).")
 
-    @field_validator("cors_origins", "trusted_proxies", mode="before")
+    @field_validator("cors_origins", "trusted_proxies", "dev_groups", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
