@@ -100,8 +100,9 @@ class GatewayService:
             self._allowed.inc()
         else:
             self.metrics.decisions.labels("deny", decision.reason or "none").inc()
-            await self._audit(ctx, action, dataset, key, decision, 403, started=started)
-            raise Forbidden(_deny_detail(decision), reason=decision.reason or DenyReason.NO_RULE_MATCHED)
+            refusal = _refusal(ctx, ds, decision)
+            await self._audit(ctx, action, dataset, key, decision, refusal.status, started=started)
+            raise refusal
         try:
             (url,), hits = await self._sign(state, ds, [key])
         except GatewayError as exc:
@@ -119,6 +120,12 @@ class GatewayService:
         if len(keys) > limit:
             raise PayloadTooLarge(f"a batch holds at most {limit} keys; got {len(keys)}")
         await self._rate_limit(ctx, ds, len(keys), "sign_batch", started)  # every key counts
+        probe = ds.decide(ctx.principal, ctx.client_ip, "")
+        if not probe.allowed and probe.reason is not DenyReason.KEY_NOT_ALLOWED:
+            # No rule admits this caller at all (rules do not depend on the key): refuse the batch.
+            refusal = _refusal(ctx, ds, probe)
+            await self._audit(ctx, "sign_batch", dataset, None, probe, refusal.status, started=started)
+            raise refusal
         results: list[BatchItem | None] = [None] * len(keys)
         allowed: list[tuple[int, str]] = []
         rules: set[str] = set()
@@ -288,6 +295,15 @@ class GatewayService:
             denied=denied,
         )
         await self.audit.record(record)
+
+
+def _refusal(ctx: RequestContext, ds: CompiledDataset, decision: Decision) -> GatewayError:
+    """403, except that a caller without a credential, where a credential could help, gets 401."""
+    needs_credential = any(not rule.anonymous for rule in ds.config.rules)
+    if ctx.principal.anonymous and needs_credential and decision.reason is DenyReason.NO_RULE_MATCHED:
+        return Unauthenticated("this dataset needs a credential: a bearer token or a signed vendor request",
+                               reason="missing")
+    return Forbidden(_deny_detail(decision), reason=decision.reason or DenyReason.NO_RULE_MATCHED)
 
 
 def _deny_detail(decision: Decision) -> str:

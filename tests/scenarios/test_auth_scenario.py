@@ -116,8 +116,11 @@ def test_vendor_reads_its_dataset_and_follows_the_url(gateway: RunningGateway) -
     response = get(gateway, "vendor-data", ip="203.0.113.7", headers=vendor_headers(gateway, "vendor-data"))
     assert response.status_code == 302
     assert httpx.get(response.headers["location"]).content == b"\x89PNG-bytes"
-    # Nobody else gets in: no credential at all is anonymous, and no rule here is anonymous.
-    assert get(gateway, "vendor-data", ip="10.1.1.1").status_code == 403
+    # Nobody else gets in: no credential at all, where only a credential could help, is 401.
+    missing = get(gateway, "vendor-data", ip="10.1.1.1")
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"].startswith("Bearer")
+    assert missing.json()["error"] == "unauthenticated"
 
 
 def test_every_wrong_credential_is_a_precise_401(gateway: RunningGateway, idp: Idp, idp_key: SigningKey) -> None:

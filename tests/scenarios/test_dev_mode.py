@@ -50,4 +50,4 @@ def test_without_development_mode_the_same_request_is_denied(
     tmp_path: Path, gateway_server: Callable[..., RunningGateway]
 ) -> None:
     gw = gateway_server(config=policy(tmp_path))
-    assert httpx.get(f"{gw.url}/v1/datasets/team/objects/a.png").status_code == 403
+    assert httpx.get(f"{gw.url}/v1/datasets/team/objects/a.png").status_code == 401  # a credential is needed
