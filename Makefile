@@ -25,3 +25,11 @@ lint: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache
+
+## bench: the full benchmark (about 10 minutes); writes bench/results/latest.{json,md}
+bench: $(VENV)/.installed
+	$(BIN)/python -m bench.run
+
+## bench-quick: the regression guard (about 30 s), also run by the test suite
+bench-quick: $(VENV)/.installed
+	$(BIN)/python -m bench.run --quick

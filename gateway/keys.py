@@ -31,10 +31,12 @@ def validate_key(key: str) -> str:
     """Validate an already-decoded key (batch requests send keys as JSON strings)."""
     if not key:
         raise InvalidKey("the key is empty")
-    if len(key.encode("utf-8", errors="surrogatepass")) > MAX_KEY_BYTES:
+    try:
+        size = len(key.encode("utf-8"))  # lone surrogates (from JSON "\ud800") cannot be encoded
+    except UnicodeEncodeError:
+        raise InvalidKey("the key is not valid UTF-8") from None
+    if size > MAX_KEY_BYTES:
         raise InvalidKey(f"the key is longer than {MAX_KEY_BYTES} bytes")
-    if any("\ud800" <= ch <= "\udfff" for ch in key):
-        raise InvalidKey("the key is not valid UTF-8")
     if _CONTROL.search(key):
         raise InvalidKey("the key contains a control character (NUL, CR, LF or similar)")
     if "\\" in key:

@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from gateway.api.context import request_context
 from gateway.api.errors import json_response
-from gateway.api.routes import url_json
+from gateway.api.routes import rfc3339
 from gateway.errors import BadRequest, PayloadTooLarge
 
 if TYPE_CHECKING:
@@ -46,11 +46,16 @@ async def sign_batch(request: Request) -> Response:
         raise PayloadTooLarge(f"a batch holds at most {limit} keys; got {len(keys)}")
     ctx = await request_context(request.scope, runtime.service, runtime.settings.trusted_proxies)
     items = await runtime.service.sign_batch(ctx, dataset, keys)
-    results = [
-        {"key": item.key, **url_json(item.url)} if item.url else
-        {"key": item.key, "error": item.error, "detail": item.detail}
-        for item in items
-    ]
+    stamps: dict[float, str] = {}  # a batch shares one or two expiry times: format each once
+    results = []
+    for item in items:
+        if item.url is None:
+            results.append({"key": item.key, "error": item.error, "detail": item.detail})
+            continue
+        expires = stamps.get(item.url.expires_at)
+        if expires is None:
+            expires = stamps[item.url.expires_at] = rfc3339(item.url.expires_at)
+        results.append({"key": item.key, "url": item.url.url, "expires_at": expires})
     return json_response({"results": results}, 200, {"Cache-Control": "no-store"})
 
 

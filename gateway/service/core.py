@@ -128,8 +128,9 @@ class GatewayService:
             raise refusal
         results: list[BatchItem | None] = [None] * len(keys)
         allowed: list[tuple[int, str]] = []
-        rules: set[str] = set()
         denied = 0
+        # The rules do not depend on the key (probe above): per key, only the key and its globs are checked.
+        key_allowed = ds.key_pattern.match
         for i, raw in enumerate(keys):
             if not isinstance(raw, str):
                 results[i] = BatchItem(str(raw)[:100], error="invalid_key", detail="a key must be a string")
@@ -139,13 +140,11 @@ class GatewayService:
             except InvalidKey as exc:
                 results[i] = BatchItem(raw, error=exc.code, detail=exc.detail)
                 continue
-            decision = ds.decide(ctx.principal, ctx.client_ip, key)
-            if decision.allowed:
+            if key_allowed(key):
                 allowed.append((i, key))
-                rules.add(decision.rule or "")
             else:
                 denied += 1
-                results[i] = BatchItem(key, error="forbidden", detail=_deny_detail(decision))
+                results[i] = BatchItem(key, error="forbidden", detail=_deny_detail(probe))
         self._allowed.inc(len(allowed))
         self.metrics.decisions.labels("deny", "batch").inc(len(keys) - len(allowed))
         hits = 0
@@ -153,8 +152,7 @@ class GatewayService:
             urls, hits = await self._sign(state, ds, [key for _, key in allowed])
             for (i, key), url in zip(allowed, urls, strict=True):
                 results[i] = BatchItem(key, url=url)
-        summary = Decision(bool(allowed), rule=",".join(sorted(rules)) or None,
-                           reason=None if allowed else DenyReason.NO_RULE_MATCHED)
+        summary = Decision(bool(allowed), rule=probe.rule, reason=None if allowed else DenyReason.KEY_NOT_ALLOWED)
         await self._audit(ctx, "sign_batch", dataset, None, summary, 200, started=started,
                           cache=f"{hits}/{len(allowed)}", keys=[k for _, k in allowed], denied=denied)
         return [item for item in results if item is not None]
