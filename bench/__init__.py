@@ -1,0 +1,1 @@
+"""Benchmark harness for the gateway: ``.venv/bin/python -m bench.run [--quick]`` (see bench/README.md)."""
