@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import secrets
 import sys
@@ -66,11 +67,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         uvicorn.run("gateway.app:app_from_env", factory=True, workers=settings.workers, **common)  # type: ignore[arg-type]
         return 0
     app = create_app(settings)
-    print(f"gateway: serving on {settings.base_url()} (policy {app.runtime.holder.current.version})",
-          file=sys.stderr)
+    log = logging.getLogger("gateway")
+    log.info("serving on %s (policy %s)", settings.base_url(), app.runtime.holder.current.version)
     if settings.config is None:
-        print(f"gateway: try {settings.base_url()}/v1/datasets/local/objects/<a file in {settings.local_dir}>",
-              file=sys.stderr)
+        log.info("try %s/v1/datasets/local/objects/<a file in %s>", settings.base_url(), settings.local_dir)
     uvicorn.run(app, **common)  # type: ignore[arg-type]
     return 0
 

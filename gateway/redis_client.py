@@ -54,6 +54,10 @@ class Breaker:
         self.failures = 0
         self._probing = False
 
+    def abandon(self) -> None:
+        """The call was cancelled before Redis answered: it proves nothing either way."""
+        self._probing = False
+
     def failure(self) -> None:
         self.failures += 1
         self._probing = False
@@ -132,6 +136,10 @@ class SharedRedis:
             self.breaker.failure()
             self._on_error()
             raise RedisDown(type(exc).__name__) from exc
+        except BaseException:
+            # Cancelled (client gone, shutdown) or a surprise: never leave a half-open probe claimed.
+            self.breaker.abandon()
+            raise
         self.breaker.success()
         return result
 

@@ -245,6 +245,10 @@ class GatewayService:
         limit = ds.config.rate_limit
         if limit is None or self.limiter is None:
             return
+        if cost > limit.requests:
+            # It could never fit, however long the client waited: no Retry-After to obey.
+            raise PayloadTooLarge(f"this batch has {cost} keys, more than the dataset's rate limit allows in "
+                                  f"{limit.per:g}s ({limit.requests}); split it")
         subjects = [f"{ds.name}:ip:{ctx.client_ip}"]
         if not ctx.principal.anonymous:
             who = f"{ctx.principal.method}|{ctx.principal.issuer}|{ctx.principal.subject}"

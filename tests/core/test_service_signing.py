@@ -181,3 +181,16 @@ def test_a_batch_from_outside_is_refused_whole(local_runtime: Callable[..., Runt
     with pytest.raises(Forbidden) as info:
         sign_batch(local_runtime(), ["images/0.png", "images/1.png"], OUTSIDE)
     assert info.value.status == 403
+
+
+def test_a_batch_larger_than_the_rate_limit_is_413_not_a_retry_forever(
+    make_runtime: Callable[..., Runtime], write_policy: Callable[..., Path], data_dir: Path, tmp_path: Path,
+) -> None:
+    text = local_policy(data_dir, tmp_path / "audit.jsonl").replace(
+        "url_ttl: 120s", "url_ttl: 120s\n            rate_limit: {requests: 2, per: 1m}")
+    runtime = make_runtime(write_policy(text, name="limited.yaml"))
+    assert len(sign_batch(runtime, ["a", "b"])) == 2
+    # Three keys can never fit in a bucket of two: a Retry-After would promise a retry that fails forever.
+    with pytest.raises(PayloadTooLarge) as info:
+        sign_batch(runtime, ["a", "b", "c"])
+    assert info.value.retry_after is None and "split it" in info.value.detail
