@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api.errors import error_body, error_response, json_response
-from gateway.api.middleware import CorsMiddleware, LoadShedMiddleware, RequestIdMiddleware
+from gateway.api.middleware import EdgeMiddleware
 from gateway.api.routes import ObjectRoutes
 from gateway.api.service_routes import router
 from gateway.audit import AuditSink
@@ -299,11 +299,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
 
     holder = runtime.holder
     asgi: ASGIApp = ObjectRoutes(api, runtime)
-    asgi = CorsMiddleware(asgi, origins=lambda: holder.current.cors_origins,
-                          max_age=lambda: int(holder.current.policy.source.cors.max_age))
-    if settings.max_concurrency:
-        asgi = LoadShedMiddleware(asgi, settings.max_concurrency)
-    asgi = RequestIdMiddleware(asgi, runtime.metrics)
+    asgi = EdgeMiddleware(asgi, runtime.metrics, origins=lambda: holder.current.cors_origins,
+                          max_age=lambda: int(holder.current.policy.source.cors.max_age),
+                          max_concurrency=settings.max_concurrency)
     return GatewayApp(asgi, runtime)
 
 

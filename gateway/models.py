@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -31,6 +31,11 @@ class Principal:
     @property
     def anonymous(self) -> bool:
         return self.method is AuthMethod.ANONYMOUS
+
+    def audit_fields(self) -> dict[str, str | None]:
+        """Who, for an audit record: never a token or a signature, only identifiers."""
+        return {"method": str(self.method), "subject": self.subject, "email": self.email,
+                "issuer": self.issuer, "key_id": self.key_id}
 
 
 ANONYMOUS = Principal(method=AuthMethod.ANONYMOUS)
@@ -104,7 +109,7 @@ class AuditRecord:
     status: int
     client_ip: str
     user_agent: str = ""
-    principal: dict[str, str | None] = field(default_factory=dict)
+    principal: Principal = ANONYMOUS  # turned into audit_fields() by the writer, off the request path
     cache: str | None = None
     latency_ms: float = 0.0
     keys: list[str] | None = None

@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from starlette.datastructures import MutableHeaders
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -39,50 +38,94 @@ def route_label(method: str, path: str) -> str:
     return "other"
 
 
-class RequestIdMiddleware:
-    """Takes a well-formed ``X-Request-ID`` or makes one, puts it on every response, counts the
-    request, and turns anything unexpected into a JSON 500 that names only the request id."""
+ALLOW_METHODS = "GET, HEAD, POST, OPTIONS"
+ALLOW_HEADERS = (
+    "authorization, content-type, x-request-id, range, if-none-match, if-modified-since, "
+    "x-gateway-key-id, x-gateway-timestamp, x-gateway-signature"
+)
+EXPOSE_HEADERS = b"x-request-id, content-range, content-length, etag, last-modified, accept-ranges"
+EXEMPT = ("/healthz", "/readyz", "/metrics")
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+
+class EdgeMiddleware:
+    """Everything every request gets, in one layer (each extra ASGI layer costs the hot path):
+
+    - an ``X-Request-ID``, taken from the request when well formed, else made, on every response;
+    - request counts and latency by route and status;
+    - load shedding: beyond ``max_concurrency`` requests in flight, a quick 503 with Retry-After
+      instead of an unbounded queue (probes and metrics are never shed);
+    - CORS for configured origins only, read per request so that a policy reload applies at once.
+      There is no ``*`` by default: a loopback gateway with ``*`` would let any website read it
+      through the user's browser. Preflights are answered without authentication;
+    - anything unexpected becomes a JSON 500 that names only the request id.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, *, origins: Callable[[], frozenset[str]],
+                 max_age: Callable[[], int], max_concurrency: int = 0) -> None:
         self.app = app
         self.metrics = metrics
+        self.origins = origins
+        self.max_age = max_age
+        self.max_concurrency = max_concurrency
+        self.in_flight = 0
         # Label lookups cost microseconds each; the label sets are small and fixed, so keep them.
         self._counters: dict[tuple[str, int], Any] = {}
+        self._timers: dict[str, Any] = {}
         # Unique per process (random prefix) and cheap per request (a counter): ids are not secrets.
         self._id_prefix = secrets.token_hex(4)
         self._ids = itertools.count(1)
-        self._timers: dict[str, Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         request_id = ""
+        origin: bytes | None = None
+        preflight = False
         for name, value in scope["headers"]:
             if name == b"x-request-id" and _REQUEST_ID.fullmatch(value):
                 request_id = value.decode("ascii")
-                break
+            elif name == b"origin":
+                origin = value
+            elif name == b"access-control-request-method":
+                preflight = True
         request_id = request_id or f"{self._id_prefix}{next(self._ids) & 0xFFFFFFFF:08x}"
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
         response_started = False
+        cors = origin is not None and self._allowed(origin)
+        extra = [(b"x-request-id", request_id.encode())]
+        if cors and origin is not None:
+            extra += [(b"access-control-allow-origin", origin), (b"access-control-expose-headers", EXPOSE_HEADERS),
+                      (b"vary", b"Origin")]
 
-        async def send_with_id(message: Message) -> None:
+        async def send_edge(message: Message) -> None:
             nonlocal status, response_started
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
+                message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
+        shed = self.max_concurrency and scope["path"] not in EXEMPT
         try:
-            await self.app(scope, receive, send_with_id)
+            if scope["method"] == "OPTIONS":
+                await self._preflight(origin, cors, preflight, request_id)(scope, receive, send_edge)
+            elif shed and self.in_flight >= self.max_concurrency:
+                body = error_body("overloaded", "the gateway is at its concurrency limit; retry shortly", request_id)
+                await json_response(body, 503, {"Retry-After": "1"})(scope, receive, send_edge)
+            else:
+                self.in_flight += 1
+                try:
+                    await self.app(scope, receive, send_edge)
+                finally:
+                    self.in_flight -= 1
         except Exception:
             log.exception("unhandled error", extra={"request_id": request_id})
             if not response_started:
-                await internal_error(request_id)(scope, receive, send_with_id)
+                await internal_error(request_id)(scope, receive, send_edge)
         finally:
             route = route_label(scope["method"], scope["path"])
             counter = self._counters.get((route, status))
@@ -95,100 +138,19 @@ class RequestIdMiddleware:
             timer.observe(time.perf_counter() - started)
             request_id_var.reset(token)
 
+    def _allowed(self, origin: bytes) -> bool:
+        allowed = self.origins()
+        return bool(allowed) and (origin.decode("latin-1") in allowed or "*" in allowed)
 
-class LoadShedMiddleware:
-    """Refuses work beyond ``limit`` requests in flight with a quick 503 and Retry-After, instead of
-    queueing without bound (which turns a burst into seconds of p99 for everyone). Probes and
-    metrics are never shed."""
-
-    EXEMPT = ("/healthz", "/readyz", "/metrics")
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-        self.in_flight = 0
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.EXEMPT:
-            await self.app(scope, receive, send)
-            return
-        if self.in_flight >= self.limit:
-            request_id = scope["state"].get("request_id", "-")
-            body = error_body("overloaded", "the gateway is at its concurrency limit; retry shortly", request_id)
-            await json_response(body, 503, {"Retry-After": "1"})(scope, receive, send)
-            return
-        self.in_flight += 1
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.in_flight -= 1
-
-
-ALLOW_METHODS = "GET, HEAD, POST, OPTIONS"
-ALLOW_HEADERS = (
-    "authorization, content-type, x-request-id, range, if-none-match, if-modified-since, "
-    "x-gateway-key-id, x-gateway-timestamp, x-gateway-signature"
-)
-EXPOSE_HEADERS = "x-request-id, content-range, content-length, etag, last-modified, accept-ranges"
-
-
-class CorsMiddleware:
-    """CORS only for configured origins, read per request so that a policy reload applies at once.
-
-    There is no ``*`` by default: a loopback gateway with ``*`` would let any website read it
-    through the user's browser. Preflights are answered without authentication.
-    """
-
-    def __init__(self, app: ASGIApp, origins: Callable[[], frozenset[str]], max_age: Callable[[], int]) -> None:
-        self.app = app
-        self.origins = origins
-        self.max_age = max_age
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        origin = None
-        preflight_method = None
-        for name, value in scope["headers"]:
-            if name == b"origin":
-                origin = value.decode("latin-1")
-            elif name == b"access-control-request-method":
-                preflight_method = value
-        allowed_origins = self.origins()
-        allowed = origin is not None and (origin in allowed_origins or "*" in allowed_origins)
-        if scope["method"] == "OPTIONS":
-            await self._preflight(scope, receive, send, origin, allowed, preflight_method is not None)
-            return
-        if not allowed:
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_cors(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers["Access-Control-Allow-Origin"] = origin or ""
-                headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
-                headers.add_vary_header("Origin")
-            await send(message)
-
-        await self.app(scope, receive, send_with_cors)
-
-    async def _preflight(self, scope: Scope, receive: Receive, send: Send, origin: str | None,
-                         allowed: bool, is_preflight: bool) -> None:
-        request_id = scope["state"].get("request_id", "-")
-        response: Response
+    def _preflight(self, origin: bytes | None, allowed: bool, is_preflight: bool, request_id: str) -> Response:
         if origin is None or not is_preflight:
-            response = Response(status_code=204, headers={"Allow": ALLOW_METHODS})
-        elif not allowed:
+            return Response(status_code=204, headers={"Allow": ALLOW_METHODS})
+        if not allowed:
             body = error_body("cors_origin_not_allowed", "this origin is not in cors.allow_origins", request_id)
-            response = json_response(body, 403, {"Vary": "Origin"})
-        else:
-            response = Response(status_code=204, headers={
-                "Access-Control-Allow-Origin": origin,
-                "Access-Control-Allow-Methods": ALLOW_METHODS,
-                "Access-Control-Allow-Headers": ALLOW_HEADERS,
-                "Access-Control-Max-Age": str(self.max_age()),
-                "Vary": "Origin",
-            })
-        await response(scope, receive, send)
+            return json_response(body, 403, {"Vary": "Origin"})
+        # The origin, expose and vary headers are added by send_edge like on every allowed response.
+        return Response(status_code=204, headers={
+            "Access-Control-Allow-Methods": ALLOW_METHODS,
+            "Access-Control-Allow-Headers": ALLOW_HEADERS,
+            "Access-Control-Max-Age": str(self.max_age()),
+        })

@@ -31,10 +31,12 @@ class Chain:
     def seal(self, record: dict[str, Any]) -> bytes:
         self.seq += 1
         body = dict(record, chain=self.chain_id, seq=self.seq, prev_hash=self.prev_hash)
-        digest = _digest(self.prev_hash, orjson.dumps(body, option=orjson.OPT_SORT_KEYS))
+        encoded = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+        digest = _digest(self.prev_hash, encoded)
         self.prev_hash = digest
-        body["hash"] = digest
-        return orjson.dumps(body, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
+        # The hash goes last: the verifier parses the line, drops "hash" and re-encodes with sorted
+        # keys, so appending it to the bytes already hashed saves a second encoding.
+        return encoded[:-1] + b',"hash":"' + digest.encode("ascii") + b'"}\n'
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import operator
 import os
 import secrets
 import socket
@@ -20,6 +21,7 @@ from gateway.models import AuditRecord
 
 log = logging.getLogger("gateway.audit")
 _FIELDS = tuple(f.name for f in fields(AuditRecord))
+_VALUES = operator.attrgetter(*_FIELDS)
 
 
 class AuditLog:
@@ -116,7 +118,9 @@ class AuditLog:
     def _write(self, batch: list[tuple[AuditRecord, concurrent.futures.Future[None] | None]]) -> None:
         error: BaseException | None = None
         # Converted here, in the writer thread: the request path only enqueues the record object.
-        records = [{name: getattr(record, name) for name in _FIELDS} for record, _ in batch]
+        records = [dict(zip(_FIELDS, _VALUES(record), strict=True)) for record, _ in batch]
+        for record in records:
+            record["principal"] = record["principal"].audit_fields()
         for sink, chain in zip(self.sinks, self._chains, strict=True):
             saved = (chain.seq, chain.prev_hash)
             lines = [chain.seal(record) for record in records]

@@ -7,6 +7,8 @@ import textwrap
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.config import parse_policy
 from gateway.models import ANONYMOUS, AuthMethod, Decision, DenyReason, Principal
@@ -249,3 +251,43 @@ def test_policy_version_is_the_hash_of_the_file() -> None:
     b = compile_policy(parse_policy(text), text.encode())
     c = compile_policy(parse_policy(text), (text + "# changed\n").encode())
     assert a.version == b.version != c.version
+
+
+# -- the fast matcher and explain's wording agree --------------------------------------------------------
+
+_AGREE_POLICY = """\
+version: 1
+auth:
+  vendors: [{name: aquarium, keys: [{id: aq-1, secret_env: X}]}]
+  oidc: [{name: okta, issuer: "https://okta.example", audience: a}]
+datasets:
+  d:
+    backend: {kind: local, path: /tmp}
+    rules:
+      - {name: anon, anonymous: true, networks: [10.0.0.0/8, "fd00::/8"]}
+      - {name: vend, vendors: [aquarium, aq-1]}
+      - {name: team, groups: [ml, ops], issuers: [okta], networks: [192.168.0.0/16]}
+      - {name: people, subjects: [u1], emails: [Ada@Example.com]}
+      - {name: domain, email_domains: [acme.example]}
+"""
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    method=st.sampled_from(list(AuthMethod)),
+    issuer=st.sampled_from([None, "okta", "aquarium", "other"]),
+    key_id=st.sampled_from([None, "aq-1", "zz"]),
+    groups=st.frozensets(st.sampled_from(["ml", "ops", "sales"]), max_size=2),
+    subject=st.sampled_from([None, "u1", "u2"]),
+    email=st.sampled_from([None, "ada@example.com", "bob@acme.example", "eve@acme.example.evil"]),
+    ip=st.sampled_from(["10.1.2.3", "192.168.1.1", "8.8.8.8", "fd00::1", "2001:db8::1"]),
+)
+def test_decide_and_explain_agree(method: AuthMethod, issuer: str | None, key_id: str | None,
+                                  groups: frozenset[str], subject: str | None, email: str | None, ip: str) -> None:
+    dataset = compile_policy(parse_policy(_AGREE_POLICY)).datasets["d"]
+    principal = Principal(method, subject=subject, email=email, issuer=issuer, key_id=key_id, groups=groups)
+    address = ipaddress.ip_address(ip)
+    first_match = next((c.rule for c in dataset.explain(principal, address) if c.matched), None)
+    decision = dataset.decide(principal, address, "any/key")
+    assert decision.allowed == (first_match is not None)
+    assert decision.rule == first_match
