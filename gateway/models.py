@@ -32,11 +32,6 @@ class Principal:
     def anonymous(self) -> bool:
         return self.method is AuthMethod.ANONYMOUS
 
-    def audit_fields(self) -> dict[str, str | None]:
-        """Who, for an audit record: never a token or a signature, only identifiers."""
-        return {"method": str(self.method), "subject": self.subject, "email": self.email,
-                "issuer": self.issuer, "key_id": self.key_id}
-
 
 ANONYMOUS = Principal(method=AuthMethod.ANONYMOUS)
 
@@ -109,7 +104,7 @@ class AuditRecord:
     status: int
     client_ip: str
     user_agent: str = ""
-    principal: Principal = ANONYMOUS  # turned into audit_fields() by the writer, off the request path
+    principal: Principal = ANONYMOUS  # identifiers only; encoded by the writer thread
     cache: str | None = None
     latency_ms: float = 0.0
     keys: list[str] | None = None

@@ -20,23 +20,40 @@ def _digest(prev_hash: str, body: bytes) -> str:
     return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + body).hexdigest()
 
 
+def encode(record: Any) -> bytes:
+    """One record as compact JSON (orjson encodes dataclasses natively; sets become sorted lists)."""
+    return orjson.dumps(record, default=_sets)
+
+
+def _sets(value: object) -> list[str]:
+    if isinstance(value, frozenset | set):
+        return sorted(value)
+    raise TypeError(f"cannot encode {type(value).__name__} in an audit record")
+
+
 class Chain:
-    """Links records of one sink in one process."""
+    """Links records of one sink in one process.
+
+    The record's JSON is extended in place with ``chain``, ``seq`` and ``prev_hash``; the SHA-256
+    of the previous hash and those bytes is appended as ``hash``. A verifier parses the line, drops
+    ``hash`` and re-encodes it (orjson keeps key order), which gives back exactly the hashed bytes.
+    """
 
     def __init__(self, chain_id: str) -> None:
         self.chain_id = chain_id
+        self._chain_json = orjson.dumps(chain_id)
         self.seq = 0
         self.prev_hash = GENESIS
 
-    def seal(self, record: dict[str, Any]) -> bytes:
+    def seal(self, record: object) -> bytes:
+        """Seal one record (a mapping, a dataclass, or bytes already from :func:`encode`)."""
+        encoded = record if isinstance(record, bytes) else encode(record)
         self.seq += 1
-        body = dict(record, chain=self.chain_id, seq=self.seq, prev_hash=self.prev_hash)
-        encoded = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
-        digest = _digest(self.prev_hash, encoded)
+        body = (encoded[:-1] + b',"chain":' + self._chain_json + b',"seq":' + str(self.seq).encode()
+                + b',"prev_hash":"' + self.prev_hash.encode("ascii") + b'"}')
+        digest = _digest(self.prev_hash, body)
         self.prev_hash = digest
-        # The hash goes last: the verifier parses the line, drops "hash" and re-encodes with sorted
-        # keys, so appending it to the bytes already hashed saves a second encoding.
-        return encoded[:-1] + b',"hash":"' + digest.encode("ascii") + b'"}\n'
+        return body[:-1] + b',"hash":"' + digest.encode("ascii") + b'"}\n'
 
 
 @dataclass(frozen=True)
@@ -68,7 +85,7 @@ def verify_lines(lines: Iterable[bytes]) -> VerifyResult:
             if seq == last_seq + 1:
                 problem = f"chain {chain_id}: prev_hash does not match the previous record"
             return VerifyResult(False, count, len(state), number, problem)
-        if _digest(prev, orjson.dumps(record, option=orjson.OPT_SORT_KEYS)) != claimed:
+        if _digest(prev, orjson.dumps(record)) != claimed:
             return VerifyResult(False, count, len(state), number, f"chain {chain_id}: the record was changed")
         state[chain_id] = (seq, claimed)
     return VerifyResult(True, count, len(state))
