@@ -8,16 +8,15 @@ with no login. The gateway sits behind a trusted proxy (127.0.0.1) that sets X-F
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.client import sign_request
-from tests.auth.support import Idp, SigningKey, running_idp
+from tests.auth.support import Idp, SigningKey
 from tests.support import RunningGateway
 
 SECRET = "vendor-secret-" + "x" * 32
@@ -46,18 +45,6 @@ datasets:
     rules:
       - {{name: vpn, anonymous: true, networks: [10.0.0.0/8]}}
 """
-
-
-@pytest.fixture
-def idp_key() -> SigningKey:
-    return SigningKey("k1", "RS256", rsa.generate_private_key(public_exponent=65537, key_size=2048))
-
-
-@pytest.fixture
-def idp(idp_key: SigningKey) -> Iterator[Idp]:
-    with running_idp() as server:
-        server.keys = [idp_key.jwk()]
-        yield server
 
 
 @pytest.fixture

@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.auth.support import Idp, SigningKey, running_idp
+from tests.auth.support import Idp, SigningKey
 from tests.support import RunningGateway, need
 
 pytestmark = pytest.mark.browser
@@ -85,18 +84,6 @@ def page_server(page: dict[str, str]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-@pytest.fixture
-def idp_key() -> SigningKey:
-    return SigningKey("k1", "RS256", rsa.generate_private_key(public_exponent=65537, key_size=2048))
-
-
-@pytest.fixture
-def idp(idp_key: SigningKey) -> Iterator[Idp]:
-    with running_idp() as server:
-        server.keys = [idp_key.jwk()]
-        yield server
 
 
 def run_page(url: str) -> dict[str, Any]:
