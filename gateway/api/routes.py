@@ -108,9 +108,11 @@ class ObjectRoutes:
         runtime = self.runtime
         headers = header_map(scope)
         ctx = await request_context(scope, runtime.service, runtime.settings.trusted_proxies, headers=headers)
-        url = await runtime.service.sign(ctx, dataset, raw_key, action="redirect")
+        as_json = _wants_json(scope, headers)
+        url = await runtime.service.sign(ctx, dataset, raw_key, action="sign" if as_json else "redirect",
+                                         status=200 if as_json else 302)
         cache_control = f"private, max-age={runtime.service.cache_max_age(url)}"
-        if _wants_json(scope, headers):
+        if as_json:
             return json_response(url_json(url), 200, {
                 "Cache-Control": cache_control, "Referrer-Policy": "no-referrer", "Vary": "Accept"})
         # The Location is the backend's URL for the authorized key; nothing from the request is in it.

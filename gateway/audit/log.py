@@ -87,6 +87,8 @@ class AuditLog:
         self._wake.set()
 
     def close(self, timeout: float = 5.0) -> None:
+        if self._stopping:
+            return  # already closed (idempotent)
         self._stopping = True
         self._wake.set()
         self._thread.join(timeout)

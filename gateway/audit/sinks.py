@@ -46,4 +46,7 @@ class FileSink:
         os.close(old)
 
     def close(self) -> None:
-        os.close(self._fd)
+        # Idempotent: closing a descriptor twice could close whatever reused its number since.
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)

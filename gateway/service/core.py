@@ -76,11 +76,12 @@ class GatewayService:
             raise
 
     # -- signing ----------------------------------------------------------------------------
-    async def sign(self, ctx: RequestContext, dataset: str, raw_key: str | bytes, *, action: str) -> SignedUrl:
+    async def sign(self, ctx: RequestContext, dataset: str, raw_key: str | bytes, *, action: str,
+                   status: int = 302) -> SignedUrl:
         """Authorize and sign one key. ``raw_key`` is still percent-encoded, as it came in the path."""
         started = time.perf_counter()
         state = self.holder.current
-        ds = self._dataset(state, dataset)
+        ds = await self._dataset(ctx, state, dataset, action, started)
         await self._rate_limit(ctx, ds, 1, action, started)
         try:
             key = canonical_key(raw_key)
@@ -99,14 +100,15 @@ class GatewayService:
         except GatewayError as exc:
             await self._audit(ctx, action, dataset, key, decision, exc.status, started=started)
             raise
-        await self._audit(ctx, action, dataset, key, decision, 302, started=started, cache="hit" if hits else "miss")
+        await self._audit(ctx, action, dataset, key, decision, status, started=started,
+                          cache="hit" if hits else "miss")
         return url
 
     async def sign_batch(self, ctx: RequestContext, dataset: str, keys: Sequence[Any]) -> list[BatchItem]:
         """Sign many keys in one pass. One bad key never fails the batch; results keep the order."""
         started = time.perf_counter()
         state = self.holder.current
-        ds = self._dataset(state, dataset)
+        ds = await self._dataset(ctx, state, dataset, "sign_batch", started)
         limit = state.policy.source.defaults.batch_limit
         if len(keys) > limit:
             raise PayloadTooLarge(f"a batch holds at most {limit} keys; got {len(keys)}")
@@ -224,7 +226,7 @@ class GatewayService:
                             exp: str, sig: str) -> Path:
         started = time.perf_counter()
         state = self.holder.current
-        ds = self._dataset(state, dataset)
+        ds = await self._dataset(ctx, state, dataset, "fetch", started)
         backend = state.backends[ds.name]
         if not isinstance(backend, FileSource):
             raise UnknownDataset(f"dataset {dataset!r} does not serve files from this gateway")
@@ -267,11 +269,12 @@ class GatewayService:
                                   retry_after=max(1, math.ceil(verdict.retry_after)))
                 await self._deny(ctx, action, ds.name, None, DenyReason.RATE_LIMITED, exc, started)
 
-    def _dataset(self, state: State, name: str) -> CompiledDataset:
+    async def _dataset(self, ctx: RequestContext, state: State, name: str, action: str,
+                       started: float) -> CompiledDataset:
         ds = state.policy.dataset(name)
         if ds is None:
-            self.metrics.decisions.labels("deny", DenyReason.UNKNOWN_DATASET).inc()
-            raise UnknownDataset(f"there is no dataset named {name[:64]!r}")
+            exc = UnknownDataset(f"there is no dataset named {name[:64]!r}")
+            await self._deny(ctx, action, name[:64], None, DenyReason.UNKNOWN_DATASET, exc, started)
         return ds
 
     async def _deny(self, ctx: RequestContext, action: str, dataset: str, key: str | None,

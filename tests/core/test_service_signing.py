@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -194,3 +195,13 @@ def test_a_batch_larger_than_the_rate_limit_is_413_not_a_retry_forever(
     with pytest.raises(PayloadTooLarge) as info:
         sign_batch(runtime, ["a", "b", "c"])
     assert info.value.retry_after is None and "split it" in info.value.detail
+
+
+def test_an_unknown_dataset_is_a_recorded_decision(local_runtime: Callable[..., Runtime], tmp_path: Path) -> None:
+    runtime = local_runtime()
+    with pytest.raises(UnknownDataset):
+        asyncio.run(runtime.service.sign(LOOPBACK, "no-such-dataset", "a.png", action="redirect"))
+    runtime.audit.close()
+    records = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert [(r["dataset"], r["decision"], r["reason"], r["status"]) for r in records] == [
+        ("no-such-dataset", "deny", "unknown_dataset", 404)]
