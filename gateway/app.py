@@ -237,6 +237,7 @@ class Runtime:
             "policy_version": state.version,
             "policy_loaded_at": state.loaded_at,
             "last_reload_error": self.holder.last_reload_error,
+            "last_reload_at": self.holder.last_reload_at,
             "backends": backends,
             "cache": {"memory": "ok", "redis": redis},
         }

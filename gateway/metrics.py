@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-ROUTES = ("objects", "sign", "local", "healthz", "readyz", "metrics", "preflight", "other")
-
 
 class Metrics:
     """All of the gateway's metrics, registered on an injected registry (one per app)."""

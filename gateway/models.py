@@ -48,7 +48,6 @@ class DenyReason(StrEnum):
     BAD_SIGNATURE = "bad_signature"
     EXPIRED = "expired"
     RATE_LIMITED = "rate_limited"
-    BACKEND_UNAVAILABLE = "backend_unavailable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +83,6 @@ class SignedUrl:
     @property
     def lifetime(self) -> float:
         return self.expires_at - self.signed_at
-
-    def remaining(self, now: float) -> float:
-        return self.expires_at - now
 
 
 @dataclass(slots=True)

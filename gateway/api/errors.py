@@ -43,7 +43,3 @@ def _public_5xx(exc: GatewayError) -> str:
 def internal_error(request_id: str) -> Response:
     return json_response(error_body("internal_error", "internal error; quote the request id", request_id), 500)
 
-
-def request_id_of(scope_state: dict[str, object]) -> str:
-    value = scope_state.get("request_id")
-    return value if isinstance(value, str) else "-"

@@ -133,7 +133,8 @@ class ObjectRoutes:
         runtime = self.runtime
         headers = header_map(scope)
         # The URL's own signature is the credential here; no other authentication applies.
-        ctx = await request_context(scope, runtime.service, runtime.settings.trusted_proxies, authenticate=False)
+        ctx = await request_context(scope, runtime.service, runtime.settings.trusted_proxies, authenticate=False,
+                                    headers=headers)
         file = await runtime.service.resolve_local(ctx, dataset, raw_key, exp[0], sig[0])
         max_age = max(0, int(exp[0]) - int(runtime.clock()))
         return file_response(file, scope["method"], headers, max_age)

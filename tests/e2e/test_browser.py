@@ -3,11 +3,8 @@ gateway's redirect and shows an image; a page on another origin is refused by CO
 
 from __future__ import annotations
 
-import contextlib
 import os
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -16,13 +13,10 @@ from gateway.app import create_app
 from gateway.settings import Settings
 from tests.e2e.conftest import make_data_dir
 from tests.e2e.helpers import local_policy
-from tests.support import RunningGateway, free_port, need, serve_app
+from tests.support import CHROMIUM, CHROMIUM_ARGS, RunningGateway, free_port, need, page_server, serve_app
 
 pytestmark = pytest.mark.browser
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
-PAGE = b"<!doctype html><html><head><meta charset=utf-8><title>origin</title></head><body></body></html>"
+PAGE = "<!doctype html><html><head><meta charset=utf-8><title>origin</title></head><body></body></html>"
 
 FETCH_JS = """async (url) => {
   try {
@@ -44,36 +38,11 @@ IMG_JS = """(url) => new Promise((resolve) => {
 })"""
 
 
-class _Page(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(PAGE)))
-        self.end_headers()
-        self.wfile.write(PAGE)
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        return None
-
-
-@contextlib.contextmanager
-def origin_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _Page)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, RunningGateway, Path]]:
     root = tmp_path_factory.mktemp("browser")
     data = make_data_dir(root)
-    with origin_server() as origin_a, origin_server() as origin_b:
+    with page_server(lambda: PAGE) as origin_a, page_server(lambda: PAGE) as origin_b:
         port = free_port()
         policy = local_policy(root / "policy.yaml", data, cors=[origin_a])
         app = create_app(Settings(port=port, config=policy, signing_key="b" * 32))
@@ -87,7 +56,7 @@ def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        instance = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        instance = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
             yield instance
         finally:

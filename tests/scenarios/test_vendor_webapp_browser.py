@@ -7,25 +7,19 @@ origin that is not allowed is stopped by CORS.
 
 from __future__ import annotations
 
-import contextlib
 import struct
-import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.auth.support import Idp, SigningKey
-from tests.support import RunningGateway, need
+from tests.support import CHROMIUM, CHROMIUM_ARGS, RunningGateway, need, page_server
 
 pytestmark = pytest.mark.browser
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 PAGE = """<!doctype html><html><body><script>
 window.result = (async () => {
@@ -60,37 +54,11 @@ def png(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
 
-@contextlib.contextmanager
-def page_server(page: dict[str, str]) -> Iterator[str]:
-    """Serve ``page["html"]`` (read on every request, so it can be set after the port is known)."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            body = page["html"].encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def run_page(url: str) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
             page.goto(url)
@@ -103,7 +71,7 @@ def run_page(url: str) -> dict[str, Any]:
 def test_vendor_page_signs_with_bearer_and_shows_images_only_on_allowed_origin(
     tmp_path: Path, idp: Idp, idp_key: SigningKey, gateway_server: Callable[..., RunningGateway]
 ) -> None:
-    need(CHROMIUM.exists(), "Debian chromium is not installed (apt-get install chromium)")
+    need(Path(CHROMIUM).exists(), "Debian chromium is not installed (apt-get install chromium)")
     root = tmp_path / "objects"
     root.mkdir()
     (root / "a.png").write_bytes(png(3, 2))
@@ -112,7 +80,7 @@ def test_vendor_page_signs_with_bearer_and_shows_images_only_on_allowed_origin(
     token = idp_key.sign({"iss": idp.issuer, "aud": "api://default", "sub": "00u1ada", "groups": ["ml-team"],
                           "iat": now, "exp": now + 600})
     page = {"html": ""}
-    with page_server(page) as allowed, page_server(page) as refused:
+    with page_server(lambda: page["html"]) as allowed, page_server(lambda: page["html"]) as refused:
         config = tmp_path / "policy.yaml"
         config.write_text(
             f"version: 1\ncors: {{allow_origins: ['{allowed}']}}\n"
