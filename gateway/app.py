@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api.errors import error_body, error_response, json_response
+from gateway.api.fastlane import FastLane
 from gateway.api.middleware import EdgeMiddleware
 from gateway.api.routes import ObjectRoutes
 from gateway.api.service_routes import router
@@ -133,7 +134,8 @@ class Runtime:
         self.audit = self._audit_log(policy.audit)
         self.service = GatewayService(self.holder, cache=MemoryUrlCache(settings.cache_max_entries),
                                       audit=self.audit, metrics=self.metrics, clock=clock,
-                                      shared_cache=shared_cache, limiter=self.limiter)
+                                      shared_cache=shared_cache, limiter=self.limiter,
+                                      grant_entries=settings.grant_cache_entries)
         self.reloader: PolicyReloader | None = None
         if settings.config is not None:
             self.reloader = PolicyReloader(settings.config, self.holder, self.build_state, self.metrics,
@@ -242,7 +244,14 @@ class Runtime:
             "cache": {"memory": "ok", "redis": redis},
         }
 
+    async def flush_metrics_forever(self, interval: float = 1.0) -> None:
+        """Add the hot path's tallied counts to the Prometheus metrics, once a second."""
+        while True:
+            await asyncio.sleep(interval)
+            self.metrics.tally.flush()
+
     async def aclose(self) -> None:
+        self.metrics.tally.flush()
         await self.http.aclose()
         if self.redis is not None:
             await self.redis.aclose()
@@ -268,16 +277,18 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(runtime.reloader.run()) if runtime.reloader else None
+        flusher = asyncio.create_task(runtime.flush_metrics_forever())
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
             # logrotate sends SIGHUP: reopen the audit file (only possible in the main thread).
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, runtime.audit.reopen)
         try:
             yield
         finally:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            for background in (task, flusher):
+                if background is not None:
+                    background.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await background
             await runtime.aclose()
 
     api = FastAPI(title="URL-signing gateway", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -300,10 +311,10 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
 
     holder = runtime.holder
     asgi: ASGIApp = ObjectRoutes(api, runtime)
-    asgi = EdgeMiddleware(asgi, runtime.metrics, origins=lambda: holder.current.cors_origins,
+    edge = EdgeMiddleware(asgi, runtime.metrics, origins=lambda: holder.current.cors_origins,
                           max_age=lambda: int(holder.current.policy.source.cors.max_age),
                           max_concurrency=settings.max_concurrency)
-    return GatewayApp(asgi, runtime)
+    return GatewayApp(FastLane(edge, runtime, edge), runtime)
 
 
 def app_from_env() -> GatewayApp:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -10,6 +13,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self.tally = Tally()
         self.requests = Counter(
             "gateway_requests", "HTTP requests by route and status.", ["route", "status"], registry=registry
         )
@@ -54,3 +58,80 @@ class Metrics:
             "gateway_policy_loaded_timestamp_seconds", "When the policy in force was loaded.", registry=registry,
             multiprocess_mode="max",
         )
+
+
+class Tally:
+    """Hot-path counts kept as plain integers, added to the Prometheus metrics by :meth:`flush`.
+
+    With several workers (multiprocess mode) every Prometheus ``inc`` takes a lock and writes an
+    mmap'ed file: about 2 µs each, and a cached redirect made five of them (15% of its cost). Here
+    an event costs a dict update; the app flushes once a second and before every scrape, so a
+    scrape sees counts at most one second old. Event-loop thread only (not thread-safe).
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[Any, int] = {}
+        self._histograms: dict[Any, _PendingHistogram] = {}
+
+    def inc(self, child: Any, amount: int = 1) -> None:
+        """Count on a labelled Counter child (``counter.labels(...)``)."""
+        counts = self._counts
+        counts[child] = counts.get(child, 0) + amount
+
+    def observe(self, child: Any, value: float) -> None:
+        """Observe on a labelled Histogram child."""
+        pending = self._histograms.get(child)
+        if pending is None:
+            pending = self._histograms[child] = _PendingHistogram(child)
+        pending.add(value)
+
+    def flush(self) -> None:
+        counts, self._counts = self._counts, {}
+        for child, amount in counts.items():
+            child.inc(amount)
+        for pending in self._histograms.values():
+            pending.flush()
+
+
+class _PendingHistogram:
+    """Bucket counts and a sum not yet added to one Histogram child.
+
+    prometheus_client has no public "observe many": the flush adds to the child's bucket and sum
+    values directly (attributes stable since 0.4, checked here and by the tests). Should they ever
+    change, the values are replayed through ``observe`` instead, which is exact, only slower.
+    """
+
+    def __init__(self, child: Any) -> None:
+        self.child = child
+        bounds = getattr(child, "_upper_bounds", None)
+        buckets = getattr(child, "_buckets", None)
+        self.direct = (isinstance(bounds, list) and isinstance(buckets, list) and len(bounds) == len(buckets)
+                       and hasattr(child, "_sum"))
+        self.bounds: list[float] = list(bounds) if self.direct and bounds is not None else []
+        self.counts = [0] * len(self.bounds)
+        self.total = 0.0
+        self.values: list[float] = []
+
+    def add(self, value: float) -> None:
+        if self.direct:
+            index = bisect_left(self.bounds, value)  # observe() counts value <= bound
+            if index < len(self.counts):
+                self.counts[index] += 1
+            self.total += value
+        else:
+            self.values.append(value)
+
+    def flush(self) -> None:
+        if not self.direct:
+            values, self.values = self.values, []
+            for value in values:
+                self.child.observe(value)
+            return
+        counts, self.counts = self.counts, [0] * len(self.bounds)
+        total, self.total = self.total, 0.0
+        if not any(counts):
+            return
+        self.child._sum.inc(total)
+        for bucket, count in zip(self.child._buckets, counts, strict=True):
+            if count:
+                bucket.inc(count)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -27,6 +27,8 @@ class Principal:
     key_id: str | None = None
     groups: frozenset[str] = frozenset()
     scopes: frozenset[str] = frozenset()
+    # When the credential stops being valid (a token's exp), for caches; not part of the identity.
+    expires_at: float | None = field(default=None, compare=False)
 
     @property
     def anonymous(self) -> bool:
@@ -100,7 +102,7 @@ class AuditRecord:
     status: int
     client_ip: str
     user_agent: str = ""
-    principal: Principal = ANONYMOUS  # identifiers only; encoded by the writer thread
+    principal: Principal = ANONYMOUS  # identifiers only (see audit.chain.principal_json)
     cache: str | None = None
     latency_ms: float = 0.0
     keys: list[str] | None = None

@@ -12,6 +12,9 @@ from gateway.models import RequestContext
 from gateway.service import GatewayService
 from gateway.settings import Network
 
+OBJECTS = b"/v1/datasets/"
+LOCAL = b"/v1/local/"
+
 
 def header_map(scope: Scope) -> dict[str, str]:
     """Lower-case names; repeated headers are joined with ', ' as RFC 9110 allows."""

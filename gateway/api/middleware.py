@@ -89,7 +89,7 @@ class EdgeMiddleware:
                 origin = value
             elif name == b"access-control-request-method":
                 preflight = True
-        request_id = request_id or f"{self._id_prefix}{next(self._ids) & 0xFFFFFFFF:08x}"
+        request_id = request_id or self._new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
         started = time.perf_counter()
@@ -98,8 +98,7 @@ class EdgeMiddleware:
         cors = origin is not None and self._allowed(origin)
         extra = [(b"x-request-id", request_id.encode())]
         if cors and origin is not None:
-            extra += [(b"access-control-allow-origin", origin), (b"access-control-expose-headers", EXPOSE_HEADERS),
-                      (b"vary", b"Origin")]
+            extra += self._cors(origin)
 
         async def send_edge(message: Message) -> None:
             nonlocal status, response_started
@@ -131,12 +130,31 @@ class EdgeMiddleware:
             counter = self._counters.get((route, status))
             if counter is None:
                 counter = self._counters[(route, status)] = self.metrics.requests.labels(route, str(status))
-            counter.inc()
+            tally = self.metrics.tally
+            tally.inc(counter)
             timer = self._timers.get(route)
             if timer is None:
                 timer = self._timers[route] = self.metrics.request_seconds.labels(route)
-            timer.observe(time.perf_counter() - started)
+            tally.observe(timer, time.perf_counter() - started)
             request_id_var.reset(token)
+
+    def _new_request_id(self) -> str:
+        return f"{self._id_prefix}{next(self._ids) & 0xFFFFFFFF:08x}"
+
+    def request_id(self, sent: bytes | None) -> str:
+        """The request's id: the client's ``X-Request-ID`` when well formed, else a new one."""
+        if sent is not None and _REQUEST_ID.fullmatch(sent):
+            return sent.decode("ascii")
+        return self._new_request_id()
+
+    def cors_headers(self, origin: bytes) -> list[tuple[bytes, bytes]]:
+        """The CORS headers of a (non-preflight) answer to ``origin``; none for a foreign origin."""
+        return self._cors(origin) if self._allowed(origin) else []
+
+    @staticmethod
+    def _cors(origin: bytes) -> list[tuple[bytes, bytes]]:
+        return [(b"access-control-allow-origin", origin), (b"access-control-expose-headers", EXPOSE_HEADERS),
+                (b"vary", b"Origin")]
 
     def _allowed(self, origin: bytes) -> bool:
         allowed = self.origins()

@@ -15,8 +15,9 @@ from urllib.parse import parse_qs, unquote
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.api.context import header_map, raw_path, request_context
+from gateway.api.context import LOCAL, OBJECTS, header_map, raw_path, request_context
 from gateway.api.errors import error_response, json_response
+from gateway.api.fastlane import GRANT_KEY, key_matches
 from gateway.api.files import file_response
 from gateway.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound
 from gateway.models import SignedUrl
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
     from gateway.app import Runtime
 
 _DATASET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-OBJECTS = b"/v1/datasets/"
-LOCAL = b"/v1/local/"
 
 
 def rfc3339(timestamp: float) -> str:
@@ -109,8 +108,11 @@ class ObjectRoutes:
         headers = header_map(scope)
         ctx = await request_context(scope, runtime.service, runtime.settings.trusted_proxies, headers=headers)
         as_json = _wants_json(scope, headers)
+        grant_key = scope["state"].get(GRANT_KEY)
+        if grant_key is not None and (as_json or not key_matches(grant_key, headers)):
+            grant_key = None
         url = await runtime.service.sign(ctx, dataset, raw_key, action="sign" if as_json else "redirect",
-                                         status=200 if as_json else 302)
+                                         status=200 if as_json else 302, grant_key=grant_key)
         cache_control = f"private, max-age={runtime.service.cache_max_age(url)}"
         if as_json:
             return json_response(url_json(url), 200, {

@@ -89,6 +89,7 @@ async def readyz(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     runtime = _runtime(request)
     registry = runtime.metrics.registry
+    runtime.metrics.tally.flush()  # this worker's counts are current; others' at most a second old
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Several workers: every process writes its own files; collect them all for each scrape.
         registry = CollectorRegistry()

@@ -160,6 +160,7 @@ def principal_from_claims(issuer: OidcIssuer, claims: Mapping[str, Any]) -> Prin
     if not isinstance(subject, str) or not subject:
         raise _fail(OidcReason.MISSING_CLAIM, f"the token has no {issuer.subject_claim} claim")
     email = claims.get(issuer.email_claim)
+    exp = claims.get("exp")
     return Principal(
         method=AuthMethod.OIDC,
         subject=subject,
@@ -168,6 +169,7 @@ def principal_from_claims(issuer: OidcIssuer, claims: Mapping[str, Any]) -> Prin
         groups=_names(claims.get(issuer.groups_claim), split=False),
         # Okta puts scopes in "scp" (a list); RFC 9068 uses "scope" (a space-separated string).
         scopes=_names(claims.get("scp"), split=True) | _names(claims.get("scope"), split=True),
+        expires_at=float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None,
     )
 
 

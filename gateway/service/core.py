@@ -6,7 +6,7 @@ import functools
 import hashlib
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -30,6 +30,7 @@ from gateway.models import AuditRecord, Decision, DenyReason, IPAddress, Princip
 from gateway.policy import CompiledDataset
 from gateway.ratelimit import RateLimiter
 from gateway.redis_client import RedisDown
+from gateway.service.grants import Grant, Grants
 from gateway.service.state import State, StateHolder
 
 
@@ -52,13 +53,17 @@ class GatewayService:
         clock: Callable[[], float] = time.time,
         shared_cache: SharedUrlCache | None = None,
         limiter: RateLimiter | None = None,
+        grant_entries: int = 0,
     ) -> None:
         self.holder = holder
+        self.grants = Grants(holder, clock, grant_entries)
         self.cache = cache
         # Bound once: a labels() lookup per request costs more than the cache hit it counts.
         self._memory_hit = metrics.cache_requests.labels("memory", "hit")
         self._memory_miss = metrics.cache_requests.labels("memory", "miss")
+        self._grant_hit = metrics.cache_requests.labels("grant", "hit")
         self._allowed = metrics.decisions.labels("allow", "rule")
+        self._tally = metrics.tally
         self.shared_cache = shared_cache
         self.limiter = limiter
         self.audit = audit
@@ -77,8 +82,11 @@ class GatewayService:
 
     # -- signing ----------------------------------------------------------------------------
     async def sign(self, ctx: RequestContext, dataset: str, raw_key: str | bytes, *, action: str,
-                   status: int = 302) -> SignedUrl:
-        """Authorize and sign one key. ``raw_key`` is still percent-encoded, as it came in the path."""
+                   status: int = 302, grant_key: Hashable | None = None) -> SignedUrl:
+        """Authorize and sign one key. ``raw_key`` is still percent-encoded, as it came in the path.
+
+        With ``grant_key`` (a redirect; the caller vouches that the key covers every input of the
+        decision), an allowed answer is remembered as a :class:`Grant` under that key."""
         started = time.perf_counter()
         state = self.holder.current
         ds = await self._dataset(ctx, state, dataset, action, started)
@@ -89,7 +97,7 @@ class GatewayService:
             await self._deny(ctx, action, dataset, None, DenyReason.INVALID_KEY, exc, started)
         decision = ds.decide(ctx.principal, ctx.client_ip, key)
         if decision.allowed:
-            self._allowed.inc()
+            self._tally.inc(self._allowed)
         else:
             self.metrics.decisions.labels("deny", decision.reason or "none").inc()
             refusal = _refusal(ctx, ds, decision)
@@ -102,7 +110,22 @@ class GatewayService:
             raise
         await self._audit(ctx, action, dataset, key, decision, status, started=started,
                           cache="hit" if hits else "miss")
+        if grant_key is not None:
+            self.grants.remember(grant_key, state, ds, key, decision.rule, ctx.principal, _ip_text(ctx.client_ip), url)
         return url
+
+    # -- grants: the hot path ---------------------------------------------------------------
+    async def regrant(self, grant: Grant, request_id: str, user_agent: str, started: float) -> None:
+        """Count and audit one more redirect answered from a grant (a cache hit, like any other)."""
+        tally = self._tally
+        tally.inc(self._allowed)
+        tally.inc(self._grant_hit)
+        await self.audit.record(AuditRecord(
+            time=self.clock(), request_id=request_id, action="redirect", dataset=grant.dataset, key=grant.key,
+            decision="allow", rule=grant.rule, reason=None, status=302, client_ip=grant.client_ip,
+            user_agent=user_agent[:256], principal=grant.principal, cache="hit",
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+        ))
 
     async def sign_batch(self, ctx: RequestContext, dataset: str, keys: Sequence[Any]) -> list[BatchItem]:
         """Sign many keys in one pass. One bad key never fails the batch; results keep the order."""
@@ -138,7 +161,7 @@ class GatewayService:
             else:
                 denied += 1
                 results[i] = BatchItem(key, error="forbidden", detail=_deny_detail(probe))
-        self._allowed.inc(len(allowed))
+        self._tally.inc(self._allowed, len(allowed))
         self.metrics.decisions.labels("deny", "batch").inc(len(keys) - len(allowed))
         hits = 0
         if allowed:
@@ -156,7 +179,7 @@ class GatewayService:
             now, _, _, min_life, prefix = self._bucket(state, ds)
             url = self.cache.get(prefix + key, now=now, min_remaining=min_life)
             if url is not None:
-                self._memory_hit.inc()
+                self._tally.inc(self._memory_hit)
                 return url, 1
         (url,), hits = await self._sign(state, ds, [key])
         return url, hits
@@ -177,9 +200,9 @@ class GatewayService:
         urls: list[SignedUrl | None] = [self.cache.get(prefix + k, now=now, min_remaining=min_life) for k in keys]
         missing = [i for i, url in enumerate(urls) if url is None]
         hits = len(keys) - len(missing)
-        self._memory_hit.inc(hits)
+        self._tally.inc(self._memory_hit, hits)
         if missing:
-            self._memory_miss.inc(len(missing))
+            self._tally.inc(self._memory_miss, len(missing))
         # Redis only where signing costs more than a round trip (RSA, signBlob); see docs/cache.md.
         shared = self.shared_cache if backend.shared_cache else None
         if missing and shared is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -99,6 +100,9 @@ def test_metrics_add_up_every_workers_counts(servers: dict[int, Served]) -> None
         if len(chains) == 2:
             break
     assert len(chains) == 2, "both workers should have served requests, or this test proves nothing"
+    # Each worker adds its hot-path counts to the shared files once a second (and before a scrape
+    # it answers itself), so after at most a second every scrape, on either worker, sees them all.
+    time.sleep(1.5)
     for _ in range(8):  # each scrape may land on either worker
         samples = metric_samples(served.gateway.url, Connection="close")
         assert metric(samples, "gateway_requests_total", route="objects") == sent
