@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import logging
 import secrets
@@ -323,4 +324,14 @@ def app_from_env() -> GatewayApp:
 
     settings = Settings()
     logs.configure(settings.log_level, settings.log_format)
-    return create_app(settings)
+    app = create_app(settings)
+    freeze_startup_heap()
+    return app
+
+
+def freeze_startup_heap() -> None:
+    """Move everything built at startup (boto3's models, the compiled policy, the app) out of the
+    cyclic garbage collector's reach: it never becomes garbage, and scanning it on every full
+    collection cost the request path milliseconds at a time. For servers only, once, at startup."""
+    gc.collect()
+    gc.freeze()

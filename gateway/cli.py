@@ -39,7 +39,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway import logs
-    from gateway.app import create_app
+    from gateway.app import create_app, freeze_startup_heap
 
     settings = _settings({
         "config": args.config, "local_dir": args.local_dir, "host": args.host, "port": args.port,
@@ -67,6 +67,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         uvicorn.run("gateway.app:app_from_env", factory=True, workers=settings.workers, **common)  # type: ignore[arg-type]
         return 0
     app = create_app(settings)
+    freeze_startup_heap()
     log = logging.getLogger("gateway")
     log.info("serving on %s (policy %s)", settings.base_url(), app.runtime.holder.current.version)
     if settings.config is None:

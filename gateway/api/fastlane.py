@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api.context import OBJECTS
+from gateway.api.errors import internal_error
 from gateway.api.middleware import EdgeMiddleware
 
 if TYPE_CHECKING:
@@ -95,16 +96,26 @@ class FastLane:
             return
 
         rid = self.edge.request_id(request_id)
-        # Audited before answering, like the full path.
-        await self.service.regrant(grant, rid, user_agent.decode("latin-1") if user_agent else "", started)
-        headers = [
-            (b"location", grant.location),
-            (b"cache-control", b"private, max-age=%d" % self.service.cache_max_age(grant.url)),
-            *_STATIC,
-            (b"x-request-id", rid.encode("ascii")),
-        ]
-        if origin is not None:
-            headers += self.edge.cors_headers(origin)
+        try:
+            # Audited before answering, like the full path.
+            await self.service.regrant(grant, rid, user_agent.decode("latin-1") if user_agent else "", started)
+            headers = [
+                (b"location", grant.location),
+                (b"cache-control", b"private, max-age=%d" % self.service.cache_max_age(grant.url)),
+                *_STATIC,
+                (b"x-request-id", rid.encode("ascii")),
+            ]
+            if origin is not None:
+                headers += self.edge.cors_headers(origin)
+        except Exception:  # a bug, never a traceback to the client: the same JSON 500 as the edge's
+            log.exception("unhandled error", extra={"request_id": rid})
+            response = internal_error(rid)
+            response.headers["X-Request-ID"] = rid
+            for name, value in self.edge.cors_headers(origin) if origin is not None else ():
+                response.headers[name.decode()] = value.decode("latin-1")
+            await response(scope, receive, send)
+            self._count(self.runtime.metrics.requests.labels("objects", "500"))
+            return
         await send({"type": "http.response.start", "status": 302, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
         self._count(self._requests)

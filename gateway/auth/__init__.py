@@ -21,7 +21,7 @@ class AuthRequest:
     method: str
     path: str  # the raw path, still percent-encoded, as sent
     query: str  # the raw query string, without '?'
-    headers: Mapping[str, str]
+    headers: Mapping[str, str]  # lower-case names; repeated headers joined with ', '
     client_ip: IPAddress
 
 

@@ -198,7 +198,7 @@ class OidcAuthenticator:
         self._jwks = {
             i.name: JwksCache(i, http, clock=monotonic, timeout=fetch_timeout, on_fetch=on_fetch) for i in self.issuers
         }
-        self._cache: OrderedDict[bytes, tuple[OidcIssuer, Mapping[str, Any], Principal]] = OrderedDict()
+        self._cache: OrderedDict[bytes, tuple[OidcIssuer, Mapping[str, Any], Principal, float, float]] = OrderedDict()
         self._cache_size = token_cache_size
         # The signature check only; claims are checked here, against the injected clock.
         self._jws = jwt.PyJWS(options={"verify_signature": True, "enforce_minimum_key_length": True})
@@ -222,12 +222,14 @@ class OidcAuthenticator:
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         cached = self._cache.get(digest)
         if cached is not None:
-            issuer, claims, principal = cached
-            try:
-                check_times(issuer, claims, self._clock())
-            except Unauthenticated:
-                del self._cache[digest]
-                raise
+            issuer, claims, principal, valid_from, valid_until = cached
+            now = self._clock()
+            if not valid_from <= now <= valid_until:
+                try:  # outside the window the claims were checked for: say exactly why
+                    check_times(issuer, claims, now)
+                except Unauthenticated:
+                    del self._cache[digest]
+                    raise
             self._cache.move_to_end(digest)
             return principal
 
@@ -272,6 +274,10 @@ class OidcAuthenticator:
         return claims
 
     def _remember(self, digest: bytes, issuer: OidcIssuer, claims: Mapping[str, Any], principal: Principal) -> None:
-        self._cache[digest] = (issuer, claims, principal)
+        # The window in which check_times passes, computed once (claims were checked: exp is a number).
+        exp = _number(claims, "exp") or 0.0
+        starts = [t for t in (_number(claims, "nbf"), _number(claims, "iat")) if t is not None]
+        valid_from = max(starts) - issuer.leeway if starts else -math.inf
+        self._cache[digest] = (issuer, claims, principal, valid_from, exp + issuer.leeway)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

@@ -170,11 +170,7 @@ class VendorAuthenticator:
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is None:
-        # Header names are lower-case in an AuthRequest; tolerate a mapping that kept the sent case.
-        value = next((v for k, v in headers.items() if k.lower() == name), None)
-    return value
+    return headers.get(name)  # names are lower-case in an AuthRequest (gateway.api.context.header_map)
 
 
 def _raw(value: str) -> bytes:

@@ -64,6 +64,7 @@ class GatewayService:
         self._grant_hit = metrics.cache_requests.labels("grant", "hit")
         self._allowed = metrics.decisions.labels("allow", "rule")
         self._tally = metrics.tally
+        self._sign_seconds = functools.lru_cache(maxsize=None)(metrics.sign_seconds.labels)
         self.shared_cache = shared_cache
         self.limiter = limiter
         self.audit = audit
@@ -110,7 +111,7 @@ class GatewayService:
             raise
         await self._audit(ctx, action, dataset, key, decision, status, started=started,
                           cache="hit" if hits else "miss")
-        if grant_key is not None:
+        if grant_key is not None and hits:  # a repeat: one-off requests (cold keys) are not worth keeping
             self.grants.remember(grant_key, state, ds, key, decision.rule, ctx.principal, _ip_text(ctx.client_ip), url)
         return url
 
@@ -226,7 +227,7 @@ class GatewayService:
         if missing:
             t0 = time.perf_counter()
             fresh = await backend.sign([keys[i] for i in missing], signed_at=signed_at, expires_in=ttl)
-            self.metrics.sign_seconds.labels(backend.kind).observe(time.perf_counter() - t0)
+            self._tally.observe(self._sign_seconds(backend.kind), time.perf_counter() - t0)
             for i, url in zip(missing, fresh, strict=True):
                 urls[i] = url
                 self.cache.put(prefix + keys[i], url)

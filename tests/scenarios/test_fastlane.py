@@ -111,7 +111,8 @@ def test_a_repeat_gets_the_same_answer_and_its_own_audit_record(setup: Setup) ->
     first = setup.get(token=token, Origin="http://vendor.example", User_Agent="thumbs/1")
     repeats = [setup.get(token=token, Origin="http://vendor.example", User_Agent="thumbs/1") for _ in range(3)]
     assert first.status_code == 302
-    assert setup.grant_hits() == 3  # the repeats were answered from the grant...
+    # The first repeat (a URL cache hit) kept the grant; the others were answered from it...
+    assert setup.grant_hits() == 2
     for response in repeats:  # ...with what the full path answered
         assert response.status_code == 302
         for name in ("location", "cache-control", "referrer-policy", "vary", "content-length",
@@ -154,14 +155,14 @@ def test_another_credential_client_or_key_is_decided_again(setup: Setup) -> None
     # Another key under the same token is decided (and granted) on its own.
     assert setup.get("b.png", token=token).status_code == 302
     assert setup.grant_hits() == 0
-    assert setup.get(token=token).status_code == 302
+    assert [setup.get(token=token).status_code for _ in range(2)] == [302, 302]
     assert setup.grant_hits() == 1
 
 
 def test_a_grant_ends_when_the_token_expires(setup: Setup) -> None:
     setup.clock.now = (setup.clock.now // 60 + 1) * 60 + 1  # the start of a URL time bucket (60 s wide)
     token = setup.token(lifetime=30)
-    assert setup.get(token=token).status_code == 302
+    assert [setup.get(token=token).status_code for _ in range(2)] == [302, 302]  # the second keeps a grant
     setup.clock.advance(20)
     assert setup.get(token=token).status_code == 302
     assert setup.grant_hits() == 1
@@ -183,13 +184,12 @@ def test_a_grant_never_serves_a_url_with_less_than_its_minimum_life(setup: Setup
         assert _exp(response) - setup.clock.now >= 60
         seen.add(response.headers["location"])
     assert len(seen) >= 2  # a new bucket, a new URL
-    assert setup.grant_hits() >= 6
+    assert setup.grant_hits() >= 4
 
 
 def test_a_policy_reload_ends_every_grant(setup: Setup) -> None:
     token = setup.token()
-    assert setup.get(token=token).status_code == 302
-    assert setup.get(token=token).status_code == 302
+    assert [setup.get(token=token).status_code for _ in range(3)] == [302, 302, 302]
     assert setup.grant_hits() == 1
     version = httpx.get(setup.gw.url + "/readyz").json()["policy_version"]
     setup.write_policy("data-eng")  # ml-team loses access
@@ -220,7 +220,7 @@ def test_rate_limits_json_queries_and_vendor_signatures_are_never_granted(setup:
 
 def test_cors_is_decided_per_request_on_the_hot_path(setup: Setup) -> None:
     token = setup.token()
-    assert setup.get(token=token).status_code == 302
+    assert [setup.get(token=token).status_code for _ in range(2)] == [302, 302]
     allowed = setup.get(token=token, Origin="http://vendor.example")
     foreign = setup.get(token=token, Origin="http://evil.example")
     assert setup.grant_hits() == 2
@@ -228,12 +228,32 @@ def test_cors_is_decided_per_request_on_the_hot_path(setup: Setup) -> None:
     assert "access-control-allow-origin" not in foreign.headers
 
 
-@pytest.mark.parametrize("entries", [0, 1])
+@pytest.mark.parametrize(("entries", "hits"), [(0, 0), (1, 0), (2, 1)])
 def test_the_grant_cache_size_is_a_setting(tmp_path: Path, idp: Idp, idp_key: SigningKey,
-                                           gateway_server: Callable[..., RunningGateway], entries: int) -> None:
+                                           gateway_server: Callable[..., RunningGateway], entries: int,
+                                           hits: int) -> None:
     setup = Setup(tmp_path, idp, idp_key, gateway_server, grant_cache_entries=entries)
     token = setup.token()
-    for key in ("a.png", "b.png", "a.png", "a.png"):
+    # Grants are kept on the first repeat (the 3rd and 4th request). With room for one, b's pushes
+    # a's out before a comes back; with room for two, the last request is answered from a's.
+    for key in ("a.png", "b.png", "a.png", "b.png", "a.png"):
         assert setup.get(key, token=token).status_code == 302
-    # 0: off. 1: b.png pushed a.png out, so only the last request was a hit.
-    assert setup.grant_hits() == entries
+    assert setup.grant_hits() == hits
+
+
+def test_a_failure_on_the_hot_path_is_a_json_500_without_a_traceback(setup: Setup, monkeypatch: pytest.MonkeyPatch,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    token = setup.token()
+    assert [setup.get(token=token).status_code for _ in range(2)] == [302, 302]
+
+    async def broken(*args: object) -> None:
+        raise RuntimeError("injected fault")
+
+    monkeypatch.setattr(setup.gw.app.runtime.service, "regrant", broken)
+    response = setup.get(token=token, Origin="http://vendor.example")
+    assert response.status_code == 500
+    body = response.json()
+    assert body["error"] == "internal_error" and body["request_id"] == response.headers["x-request-id"]
+    assert "injected" not in response.text and "Traceback" not in response.text
+    assert response.headers["access-control-allow-origin"] == "http://vendor.example"
+    assert any(r.getMessage() == "unhandled error" for r in caplog.records)
