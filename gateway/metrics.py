@@ -31,7 +31,9 @@ class Metrics:
             "gateway_auth_failures", "Rejected credentials.", ["method", "reason"], registry=registry
         )
         self.cache_requests = Counter(
-            "gateway_cache_requests", "Signed-URL cache lookups.", ["level", "result"], registry=registry
+            "gateway_cache_requests",
+            "Cache lookups: signed URLs (memory, redis), whole answers (grant), authentications (session).",
+            ["level", "result"], registry=registry
         )
         self.sign_seconds = Histogram(
             "gateway_sign_seconds",

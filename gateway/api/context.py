@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from urllib.parse import unquote
 
 from starlette.types import Scope
 
 from gateway.auth import AuthRequest
 from gateway.auth.client_ip import client_ip
+from gateway.errors import NotFound
 from gateway.models import RequestContext
 from gateway.service import GatewayService
 from gateway.settings import Network
 
+_DATASET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 OBJECTS = b"/v1/datasets/"
 LOCAL = b"/v1/local/"
 
@@ -56,3 +60,16 @@ async def request_context(
         return ctx
     return RequestContext(ctx.request_id, ip, ctx.user_agent, principal)
 
+
+def split_path(path: bytes, prefix: bytes, middle: bytes) -> tuple[str, bytes]:
+    """(dataset, the rest still percent-encoded) of a raw path under ``prefix``; NotFound otherwise."""
+    rest = path[len(prefix):]
+    dataset_raw, _, tail = rest.partition(b"/")
+    dataset = unquote(dataset_raw.decode("latin-1"))
+    if not _DATASET.match(dataset):
+        raise NotFound("there is no such dataset")
+    if middle:
+        if not tail.startswith(middle):
+            raise NotFound(f"expected {prefix.decode()}{{dataset}}/{middle.decode()}{{key}}")
+        tail = tail[len(middle):]
+    return dataset, tail

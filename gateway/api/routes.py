@@ -7,25 +7,23 @@ per-request validation.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs
 
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.api.context import LOCAL, OBJECTS, header_map, raw_path, request_context
+from gateway.api.context import LOCAL, OBJECTS, header_map, raw_path, request_context, split_path
 from gateway.api.errors import error_response, json_response
-from gateway.api.fastlane import GRANT_KEY, key_matches
+from gateway.api.fastlane import GRANT_KEY, key_matches, redirect_headers, session_key
 from gateway.api.files import file_response
-from gateway.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound
+from gateway.errors import BadRequest, GatewayError, MethodNotAllowed
 from gateway.models import SignedUrl
 
 if TYPE_CHECKING:
     from gateway.app import Runtime
 
-_DATASET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 
 def rfc3339(timestamp: float) -> str:
@@ -34,19 +32,6 @@ def rfc3339(timestamp: float) -> str:
 
 def url_json(url: SignedUrl) -> dict[str, str]:
     return {"url": url.url, "expires_at": rfc3339(url.expires_at)}
-
-
-def _split(path: bytes, prefix: bytes, middle: bytes) -> tuple[str, bytes]:
-    rest = path[len(prefix):]
-    dataset_raw, _, tail = rest.partition(b"/")
-    dataset = unquote(dataset_raw.decode("latin-1"))
-    if not _DATASET.match(dataset):
-        raise NotFound("there is no such dataset")
-    if middle:
-        if not tail.startswith(middle):
-            raise NotFound(f"expected {prefix.decode()}{{dataset}}/{middle.decode()}{{key}}")
-        tail = tail[len(middle):]
-    return dataset, tail
 
 
 def _wants_json(scope: Scope, headers: dict[str, str]) -> bool:
@@ -103,31 +88,28 @@ class ObjectRoutes:
         await response(scope, receive, send)
 
     async def objects(self, scope: Scope, path: bytes) -> Response | RawResponse:
-        dataset, raw_key = _split(path, OBJECTS, b"objects/")
+        dataset, raw_key = split_path(path, OBJECTS, b"objects/")
         runtime = self.runtime
+        service = runtime.service
         headers = header_map(scope)
-        ctx = await request_context(scope, runtime.service, runtime.settings.trusted_proxies, headers=headers)
+        state = runtime.holder.current  # before authenticating: a session is only kept for this state
+        ctx = await request_context(scope, service, runtime.settings.trusted_proxies, headers=headers)
         as_json = _wants_json(scope, headers)
         grant_key = scope["state"].get(GRANT_KEY)
         if grant_key is not None and (as_json or not key_matches(grant_key, headers)):
             grant_key = None
-        url = await runtime.service.sign(ctx, dataset, raw_key, action="sign" if as_json else "redirect",
-                                         status=200 if as_json else 302, grant_key=grant_key)
-        cache_control = f"private, max-age={runtime.service.cache_max_age(url)}"
+        if grant_key is not None:
+            service.sessions.remember(session_key(grant_key), state, ctx.principal, ctx.client_ip)
+        url = await service.sign(ctx, dataset, raw_key, action="sign" if as_json else "redirect",
+                                 status=200 if as_json else 302, grant_key=grant_key)
+        max_age = service.cache_max_age(url)
         if as_json:
             return json_response(url_json(url), 200, {
-                "Cache-Control": cache_control, "Referrer-Policy": "no-referrer", "Vary": "Accept"})
-        # The Location is the backend's URL for the authorized key; nothing from the request is in it.
-        return RawResponse(302, [
-            (b"location", url.url.encode("latin-1")),
-            (b"cache-control", cache_control.encode("latin-1")),
-            (b"referrer-policy", b"no-referrer"),
-            (b"vary", b"Accept"),
-            (b"content-length", b"0"),
-        ])
+                "Cache-Control": f"private, max-age={max_age}", "Referrer-Policy": "no-referrer", "Vary": "Accept"})
+        return RawResponse(302, redirect_headers(url.url.encode("latin-1"), max_age))
 
     async def local(self, scope: Scope, path: bytes) -> Response | RawResponse:
-        dataset, raw_key = _split(path, LOCAL, b"")
+        dataset, raw_key = split_path(path, LOCAL, b"")
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         exp, sig = query.get("exp", [""]), query.get("sig", [""])
         if len(exp) != 1 or len(sig) != 1:

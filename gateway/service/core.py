@@ -30,7 +30,7 @@ from gateway.models import AuditRecord, Decision, DenyReason, IPAddress, Princip
 from gateway.policy import CompiledDataset
 from gateway.ratelimit import RateLimiter
 from gateway.redis_client import RedisDown
-from gateway.service.grants import Grant, Grants
+from gateway.service.grants import Grant, Grants, Sessions
 from gateway.service.state import State, StateHolder
 
 
@@ -57,6 +57,7 @@ class GatewayService:
     ) -> None:
         self.holder = holder
         self.grants = Grants(holder, clock, grant_entries)
+        self.sessions = Sessions(holder, clock, grant_entries)
         self.cache = cache
         # Bound once: a labels() lookup per request costs more than the cache hit it counts.
         self._memory_hit = metrics.cache_requests.labels("memory", "hit")
@@ -175,15 +176,23 @@ class GatewayService:
         return [item for item in results if item is not None]
 
     async def _sign_one(self, state: State, ds: CompiledDataset, key: str) -> tuple[SignedUrl, int]:
-        """One key: the request path's common case, an L1 hit, without the batch bookkeeping."""
-        if not state.backends[ds.name].shared_cache:
-            now, _, _, min_life, prefix = self._bucket(state, ds)
-            url = self.cache.get(prefix + key, now=now, min_remaining=min_life)
-            if url is not None:
-                self._tally.inc(self._memory_hit)
-                return url, 1
-        (url,), hits = await self._sign(state, ds, [key])
-        return url, hits
+        """One key, the request path's case, without the batch bookkeeping (Redis-backed levels
+        excepted: they go through :meth:`_sign`)."""
+        backend = state.backends[ds.name]
+        if backend.shared_cache:
+            (url,), hits = await self._sign(state, ds, [key])
+            return url, hits
+        now, ttl, signed_at, min_life, prefix = self._bucket(state, ds)
+        cached = self.cache.get(prefix + key, now=now, min_remaining=min_life)
+        if cached is not None:
+            self._tally.inc(self._memory_hit)
+            return cached, 1
+        self._tally.inc(self._memory_miss)
+        t0 = time.perf_counter()
+        (url,) = await backend.sign([key], signed_at=signed_at, expires_in=ttl)
+        self._tally.observe(self._sign_seconds(backend.kind), time.perf_counter() - t0)
+        self.cache.put(prefix + key, url)
+        return url, 0
 
     def _bucket(self, state: State, ds: CompiledDataset) -> tuple[float, int, int, float, str]:
         """(now, ttl, signed_at, minimum life, cache-key prefix) for the current time bucket."""

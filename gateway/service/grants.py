@@ -1,12 +1,17 @@
-"""Grants: redirects just authorized, kept per exact request for the hot path (gateway/api/fastlane.py)."""
+"""Grants and sessions: what the full path decided, kept for the fast lane (gateway/api/fastlane.py).
+
+A grant is a whole answer for one exact request; a session is only who is asking (credential and
+client), so that a request for a new key skips authentication but is still decided by the policy.
+"""
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
-from gateway.models import AuthMethod, Principal, SignedUrl
+from gateway.models import AuthMethod, IPAddress, Principal, SignedUrl
 from gateway.policy import CompiledDataset
 from gateway.service.state import State, StateHolder
 
@@ -72,3 +77,46 @@ class Grants:
             grants.popitem(last=False)  # O(1); deleting next(iter(dict)) rescans freed slots every time
         grants[grant_key] = Grant(state, ds.name, key, rule, principal, client_ip, url, url.url.encode("latin-1"),
                                   valid_until)
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """Who a credential from one client is, as the full path authenticated it: lets a request for
+    a new key with the same credential skip authentication (never the policy decision)."""
+
+    state: State
+    principal: Principal
+    client_ip: IPAddress
+    valid_until: float
+
+
+class Sessions:
+    """Authentications per (credential, client), bounded like :class:`Grants`."""
+
+    def __init__(self, holder: StateHolder, clock: Callable[[], float], entries: int) -> None:
+        self.holder = holder
+        self.clock = clock
+        self.entries = entries
+        self._sessions: OrderedDict[Hashable, Session] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def get(self, session_key: Hashable) -> Session | None:
+        session = self._sessions.get(session_key)
+        if session is None:
+            return None
+        if session.state is not self.holder.current or self.clock() >= session.valid_until:
+            del self._sessions[session_key]
+            return None
+        return session
+
+    def remember(self, session_key: Hashable, state: State, principal: Principal, client_ip: IPAddress) -> None:
+        """Keep an authentication made under ``state`` (the state in force before it started)."""
+        if not self.entries or principal.method not in GRANTABLE or state is not self.holder.current:
+            return
+        valid_until = principal.expires_at if principal.expires_at is not None else math.inf
+        sessions = self._sessions
+        if session_key not in sessions and len(sessions) >= self.entries:
+            sessions.popitem(last=False)
+        sessions[session_key] = Session(state, principal, client_ip, valid_until)

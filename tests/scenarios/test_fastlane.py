@@ -36,6 +36,7 @@ audit:
 datasets:
   team:
     backend: {{kind: local, path: "{root}"}}
+    allow_keys: ["*.png"]
     rules:
       - {{name: ml-team-in-office, groups: [{group}], issuers: [okta], networks: [10.0.0.0/8]}}
       - {{name: vendor-servers, vendors: [aquarium]}}
@@ -52,7 +53,7 @@ class Setup:
         self.idp, self.key = idp, key
         self.root = tmp_path / "objects"
         self.root.mkdir()
-        for name in ("a.png", "b.png", "c.png"):
+        for name in ("a.png", "b.png", "c.png", "d.png", "secret.txt"):
             (self.root / name).write_bytes(b"\x89PNG " + name.encode())
         self.audit = tmp_path / "audit.jsonl"
         self.config = tmp_path / "policy.yaml"
@@ -87,6 +88,9 @@ class Setup:
 
     def grant_hits(self) -> float:
         return self.metric("gateway_cache_requests_total", level="grant", result="hit")
+
+    def session_hits(self) -> float:
+        return self.metric("gateway_cache_requests_total", level="session", result="hit")
 
     def audit_records(self) -> list[dict[str, Any]]:
         deadline = time.monotonic() + 5
@@ -257,3 +261,54 @@ def test_a_failure_on_the_hot_path_is_a_json_500_without_a_traceback(setup: Setu
     assert "injected" not in response.text and "Traceback" not in response.text
     assert response.headers["access-control-allow-origin"] == "http://vendor.example"
     assert any(r.getMessage() == "unhandled error" for r in caplog.records)
+
+
+# -- sessions: a new key for a credential just seen ------------------------------------------------------
+
+def test_a_new_key_for_a_known_credential_is_still_decided_signed_and_audited(setup: Setup) -> None:
+    token = setup.token()
+    assert setup.get("a.png", token=token).status_code == 302  # the full path: authenticates
+    b = setup.get("b.png", token=token, User_Agent="thumbs/2")
+    outside = setup.get("secret.txt", token=token)  # outside allow_keys
+    missing = setup.get("x.png", token=token, dataset="nope", Origin="http://vendor.example")
+    assert setup.session_hits() == 3  # all three skipped authentication...
+    assert b.status_code == 302  # ...and were decided by the policy
+    assert httpx.get(b.headers["location"]).content == b"\x89PNG b.png"
+    assert outside.status_code == 403 and outside.json()["error"] == "forbidden"
+    assert outside.json()["request_id"] == outside.headers["x-request-id"]
+    assert missing.status_code == 404 and missing.headers["access-control-allow-origin"] == "http://vendor.example"
+    time.sleep(0.3)
+    records = {r["request_id"]: r for r in setup.audit_records()}
+    assert records[b.headers["x-request-id"]]["key"] == "b.png"
+    assert records[b.headers["x-request-id"]]["user_agent"] == "thumbs/2"
+    assert records[b.headers["x-request-id"]]["principal"]["subject"] == "00u1ada"
+    assert records[outside.headers["x-request-id"]]["reason"] == "key_not_allowed"
+    assert records[missing.headers["x-request-id"]]["reason"] == "unknown_dataset"
+    assert setup.metric("gateway_requests_total", route="objects", status="403") == 1
+    assert setup.metric("gateway_requests_total", route="objects", status="404") == 1
+
+
+def test_a_session_ends_with_the_token_and_with_a_reload(setup: Setup) -> None:
+    token = setup.token(lifetime=30)
+    assert setup.get("a.png", token=token).status_code == 302
+    setup.clock.advance(31)
+    response = setup.get("b.png", token=token)
+    assert response.status_code == 401 and "expired" in response.json()["detail"]
+
+    token = setup.token()
+    assert setup.get("c.png", token=token).status_code == 302
+    version = httpx.get(setup.gw.url + "/readyz").json()["policy_version"]
+    setup.write_policy("data-eng")
+    deadline = time.monotonic() + 10
+    while httpx.get(setup.gw.url + "/readyz").json()["policy_version"] == version:
+        assert time.monotonic() < deadline, "the policy was not reloaded"
+        time.sleep(0.05)
+    assert setup.get("d.png", token=token).status_code == 403
+    assert setup.session_hits() == 0  # neither request could use the old session
+
+
+def test_sessions_keep_rate_limits_and_their_retry_after(setup: Setup) -> None:
+    responses = [setup.get(f"{name}.png", dataset="limited") for name in "abc"]
+    assert [r.status_code for r in responses] == [302, 302, 429]
+    assert setup.session_hits() == 2
+    assert int(responses[2].headers["retry-after"]) >= 1
