@@ -376,10 +376,8 @@ http {{
             self.measure(row, server, hot, seconds=self.o.soak_seconds, warmup=0,
                          sampler=lambda: [status_kb(pid, "VmRSS") for pid in workers], audit=audit)
             after = [status_kb(pid, "VmRSS") or 0 for pid in workers]
-            row.extra.update(
-                rss_after_warmup_kb=before, rss_end_kb=after,
-                rss_growth_pct=[round(100 * (a - b) / b, 2) if b else None for a, b in zip(after, before,
-                                                                                          strict=True)])
+            row.extra.update(rss_after_warmup_kb=before, rss_end_kb=after,
+                             rss_growth_pct=rss_growth(row.extra.get("rss_samples_kb", []), len(workers)))
             self._audit_check(row, audit)
         self.log(f"soak: RSS growth per worker {row.extra['rss_growth_pct']} %")
         self.rows.append(row)
@@ -405,6 +403,23 @@ http {{
                 row.extra["shed_share"] = round(result.non_2xx_3xx / max(1, result.requests), 4)
                 self._audit_check(row, audit)
             self.rows.append(row)
+
+
+def rss_growth(samples: list[tuple[float, Any]], workers: int, window: int = 3) -> list[float | None]:
+    """Per worker: the median RSS of the last ``window`` samples under load against the median of the
+    first ``window``, in percent. Both ends are read under the same load, and a median, because RSS
+    swings by a few percent between audit flushes: single idle readings before and after the run
+    (also in the JSON) compared a trough with a swing, not growth."""
+    growth: list[float | None] = []
+    for worker in range(workers):
+        values = [kb[worker] for _, kb in samples
+                  if isinstance(kb, list) and len(kb) > worker and kb[worker]]
+        if len(values) < 2 * window:
+            growth.append(None)
+            continue
+        first, last = statistics.median(values[:window]), statistics.median(values[-window:])
+        growth.append(round(100 * (last - first) / first, 2))
+    return growth
 
 
 def gateway_supports_concurrency_limit() -> tuple[bool, str]:
