@@ -156,8 +156,9 @@ class Run:
                       is_worker=_uvicorn_worker)
 
     # -- scenarios -----------------------------------------------------------------------------
-    def starlette(self, hot: Path) -> None:
-        row = Row("starlette", "bare Starlette 302", "baseline")
+    def starlette(self, hot: Path, name: str = "starlette") -> None:
+        label = "bare Starlette 302" + (" (again, at the end)" if name != "starlette" else "")
+        row = Row(name, label, "baseline")
         with running(self.uvicorn_server("starlette", "bench.baselines.starlette_302:app")) as server:
             _expect_redirect(server.port, "/v1/datasets/x/objects/y", {}, "s3.us-west-2.amazonaws.com")
             self.measure(row, server, hot)
@@ -579,6 +580,7 @@ def execute(o: Options) -> int:
                 run.gcs_cold(issuer, redis_url, token)
                 run.soak(policy, redis_url, hot, audit)
                 run.concurrency(policy, redis_url, hot, audit)
+                run.starlette(hot, "starlette-end")
     except (Exception, KeyboardInterrupt) as exc:
         failed = exc
     finally:

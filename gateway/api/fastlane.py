@@ -53,7 +53,7 @@ _STATIC = [(b"referrer-policy", b"no-referrer"), (b"vary", b"Accept"), (b"conten
 
 
 class FastLane:
-    """Answers repeated object redirects from grants; hands everything else to ``app``."""
+    """Answers object redirects from grants and sessions; hands everything else to ``app`` (the edge)."""
 
     def __init__(self, app: ASGIApp, runtime: Runtime, edge: EdgeMiddleware) -> None:
         self.app = app

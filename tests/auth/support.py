@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -61,6 +62,7 @@ class Idp:
     keys: list[dict[str, Any]] = field(default_factory=list)
     down: bool = False
     discovery_issuer: str | None = None  # what discovery claims; defaults to ``base``
+    delay: float = 0.0  # seconds every answer takes (a slow identity provider)
     hits: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -72,6 +74,8 @@ class Idp:
         path = path.removeprefix("/oauth2/default")  # Okta's custom authorization server layout
         with self.lock:
             self.hits[path] += 1
+        if self.delay:
+            time.sleep(self.delay)
         if self.down:
             return 503, b"down"
         if path == "/.well-known/openid-configuration":
