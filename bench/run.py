@@ -274,24 +274,26 @@ http {{
         if row.wrk:
             row.extra["audit_records_per_request"] = round(lines / max(1, row.wrk["requests"]), 3)
 
-    def hmac(self, server: Server, audit: Path) -> None:
-        row = Row("hmac", "gateway (vendor HMAC, Redis replay check)", "gateway")
+    def hmac(self, server: Server, audit: Path, row: Row | None = None) -> WrkResult:
+        row = row or Row("hmac", "gateway (vendor HMAC, Redis replay check)", "gateway")
         hot_rps = next((r.wrk["rps"] for r in self.rows if r.name == "hot" and r.wrk), 20_000.0)
         # Each signature is accepted once: enough single-use requests for the run at 1.5x the hot rate.
         count = int(max(20_000, hot_rps * 1.5 * self.o.seconds + 5_000))
-        self.log(f"hmac: signing {count:,} single-use requests")
-        data = fx.hmac_requests(self.tmp / "hmac-requests.tsv", count, dataset=fx.S3_DATASET, keys=fx.HOT_KEYS)
+        self.log(f"{row.name}: signing {count:,} single-use requests")
+        data = fx.hmac_requests(self.tmp / f"{row.name}-requests.tsv", count, dataset=fx.S3_DATASET,
+                                keys=fx.HOT_KEYS)
         from gateway.client import sign_request
 
         path = fx.objects_path(fx.S3_DATASET, fx.HOT_KEYS[1]) + "?n=preflight"
         headers = sign_request("GET", path, key_id=fx.VENDOR_KEY_ID, secret=fx.VENDOR_SECRET)
         _expect_redirect(server.port, path, headers, f"{fx.S3_ENDPOINT}{fx.S3_BUCKET}/")
         _expect_status(server.port, path, headers, 401)  # the same signature again: a replay
-        script = self.script("hmac", presigned_file_script(data, self.o.threads, "/healthz"))
-        self.measure(row, server, script, warmup=0, audit=audit)
+        script = self.script(row.name, presigned_file_script(data, self.o.threads, "/healthz"))
+        result = self.measure(row, server, script, warmup=0, audit=audit)
         row.extra["single_use_requests"] = count
         self._audit_check(row, audit)
         self.rows.append(row)
+        return result
 
     def batch(self, server: Server, token: str, audit: Path) -> None:
         """POST /v1/sign with 1000 keys, sequentially on one keep-alive connection: median time."""
@@ -404,6 +406,16 @@ http {{
                 row.extra["shed_share"] = round(result.non_2xx_3xx / max(1, result.requests), 4)
                 self._audit_check(row, audit)
             self.rows.append(row)
+        # The hot path never waits, so it never has requests in flight to shed. Vendor HMAC waits on
+        # Redis (the replay check) for every request: there the limit does shed.
+        limit = self.o.shed_limit
+        row = Row("hmac-shed", f"gateway vendor HMAC, GATEWAY_MAX_CONCURRENCY={limit}", "concurrency",
+                  expect_errors=True)
+        with running(self.gateway_server("gateway-hmac-shed", policy, redis_url,
+                                         GATEWAY_MAX_CONCURRENCY=str(limit))) as server:
+            result = self.hmac(server, audit, row)
+            row.extra["max_concurrency"] = limit
+            row.extra["shed_share"] = round(result.non_2xx_3xx / max(1, result.requests), 4)
 
 
 def rss_growth(samples: list[tuple[float, Any]], workers: int, window: int = 3) -> list[float | None]:

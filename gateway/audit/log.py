@@ -36,7 +36,7 @@ class AuditLog:
         fail_closed: bool = False,
         on_drop: Callable[[], None] = lambda: None,
         write_timeout: float = 2.0,
-        flush_interval: float = 0.1,
+        flush_interval: float = 0.025,
     ) -> None:
         self.sinks = list(sinks)
         self.fail_closed = fail_closed
@@ -48,6 +48,8 @@ class AuditLog:
         # (about 1 µs with the principal's JSON cached) and appends; it never wakes the writer, which
         # drains in batches every flush_interval (or at once when a fail-closed request is waiting).
         # Encoding in the writer instead held the GIL for milliseconds per batch: that doubled p99.
+        # Every 25 ms rather than 100: the same throughput, a quarter of the records waiting in
+        # memory (RSS swung by 10 MB under load with 100 ms), and a record on disk sooner.
         self._pending: deque[tuple[bytes, concurrent.futures.Future[None] | None]] = deque()
         self._wake = threading.Event()
         self._reopen = False

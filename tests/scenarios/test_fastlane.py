@@ -94,7 +94,7 @@ class Setup:
 
     def audit_records(self) -> list[dict[str, Any]]:
         deadline = time.monotonic() + 5
-        while True:  # the writer thread flushes every 100 ms
+        while True:  # the writer thread flushes every 25 ms
             records = [orjson.loads(line) for line in self.audit.read_bytes().splitlines() if line.strip()]
             if time.monotonic() > deadline or records:
                 return records
