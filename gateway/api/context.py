@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from urllib.parse import unquote
@@ -65,11 +66,18 @@ def split_path(path: bytes, prefix: bytes, middle: bytes) -> tuple[str, bytes]:
     """(dataset, the rest still percent-encoded) of a raw path under ``prefix``; NotFound otherwise."""
     rest = path[len(prefix):]
     dataset_raw, _, tail = rest.partition(b"/")
-    dataset = unquote(dataset_raw.decode("latin-1"))
-    if not _DATASET.match(dataset):
+    dataset = _dataset_name(dataset_raw)
+    if dataset is None:
         raise NotFound("there is no such dataset")
     if middle:
         if not tail.startswith(middle):
             raise NotFound(f"expected {prefix.decode()}{{dataset}}/{middle.decode()}{{key}}")
         tail = tail[len(middle):]
     return dataset, tail
+
+
+@functools.lru_cache(maxsize=256)
+def _dataset_name(raw: bytes) -> str | None:
+    """A dataset name from the path, or None; cached, as a gateway serves a handful of datasets."""
+    dataset = unquote(raw.decode("latin-1"))
+    return dataset if _DATASET.match(dataset) else None
