@@ -10,6 +10,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from gateway.models import AuthMethod, IPAddress, Principal, SignedUrl
 from gateway.policy import CompiledDataset
@@ -39,28 +40,40 @@ class Grant:
     valid_until: float
 
 
-class Grants:
-    """At most ``entries`` grants; the oldest go first (insertion order, no LRU upkeep on hits)."""
+Entry = TypeVar("Entry", "Grant", "Session")
+
+
+class _Expiring(Generic[Entry]):
+    """At most ``entries`` entries, each valid under the policy state it was made for and until its
+    ``valid_until``; the oldest go first (insertion order, no LRU upkeep on hits)."""
 
     def __init__(self, holder: StateHolder, clock: Callable[[], float], entries: int) -> None:
         self.holder = holder
         self.clock = clock
         self.entries = entries
-        self._grants: OrderedDict[Hashable, Grant] = OrderedDict()
+        self._entries: OrderedDict[Hashable, Entry] = OrderedDict()
 
     def __len__(self) -> int:
-        return len(self._grants)
+        return len(self._entries)
 
-    def get(self, grant_key: Hashable) -> Grant | None:
-        """The grant for this exact request, while it is still valid."""
-        grant = self._grants.get(grant_key)
-        if grant is None:
+    def get(self, key: Hashable) -> Entry | None:
+        """The entry for this exact key, while it is still valid."""
+        entry = self._entries.get(key)
+        if entry is None:
             return None
-        if grant.state is not self.holder.current or self.clock() >= grant.valid_until:
-            del self._grants[grant_key]
+        if entry.state is not self.holder.current or self.clock() >= entry.valid_until:
+            del self._entries[key]
             return None
-        return grant
+        return entry
 
+    def _put(self, key: Hashable, entry: Entry) -> None:
+        entries = self._entries
+        if key not in entries and len(entries) >= self.entries:
+            entries.popitem(last=False)  # O(1); deleting next(iter(dict)) rescans freed slots every time
+        entries[key] = entry
+
+
+class Grants(_Expiring[Grant]):
     def remember(self, grant_key: Hashable, state: State, ds: CompiledDataset, key: str, rule: str | None,
                  principal: Principal, client_ip: str, url: SignedUrl) -> None:
         """Keep an allowed redirect, unless something about it must be decided on every request."""
@@ -72,11 +85,8 @@ class Grants:
         valid_until = min(url.signed_at + max(1, int(ttl * (1 - share))), url.expires_at - ttl * share)
         if principal.expires_at is not None:
             valid_until = min(valid_until, principal.expires_at)
-        grants = self._grants
-        if grant_key not in grants and len(grants) >= self.entries:
-            grants.popitem(last=False)  # O(1); deleting next(iter(dict)) rescans freed slots every time
-        grants[grant_key] = Grant(state, ds.name, key, rule, principal, client_ip, url, url.url.encode("latin-1"),
-                                  valid_until)
+        self._put(grant_key, Grant(state, ds.name, key, rule, principal, client_ip, url, url.url.encode("latin-1"),
+                                   valid_until))
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,33 +100,10 @@ class Session:
     valid_until: float
 
 
-class Sessions:
-    """Authentications per (credential, client), bounded like :class:`Grants`."""
-
-    def __init__(self, holder: StateHolder, clock: Callable[[], float], entries: int) -> None:
-        self.holder = holder
-        self.clock = clock
-        self.entries = entries
-        self._sessions: OrderedDict[Hashable, Session] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._sessions)
-
-    def get(self, session_key: Hashable) -> Session | None:
-        session = self._sessions.get(session_key)
-        if session is None:
-            return None
-        if session.state is not self.holder.current or self.clock() >= session.valid_until:
-            del self._sessions[session_key]
-            return None
-        return session
-
+class Sessions(_Expiring[Session]):
     def remember(self, session_key: Hashable, state: State, principal: Principal, client_ip: IPAddress) -> None:
         """Keep an authentication made under ``state`` (the state in force before it started)."""
         if not self.entries or principal.method not in GRANTABLE or state is not self.holder.current:
             return
         valid_until = principal.expires_at if principal.expires_at is not None else math.inf
-        sessions = self._sessions
-        if session_key not in sessions and len(sessions) >= self.entries:
-            sessions.popitem(last=False)
-        sessions[session_key] = Session(state, principal, client_ip, valid_until)
+        self._put(session_key, Session(state, principal, client_ip, valid_until))
