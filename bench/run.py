@@ -241,13 +241,20 @@ http {{
         return Server(name, argv, port, self.tmp / f"{name}.log", env=env, cwd=ROOT, workers=self.o.workers,
                       is_worker=_uvicorn_worker)
 
-    def gateway(self, policy: Path, audit: Path, redis_url: str, token: str, hot: Path) -> None:
+    def cold_scripts(self, name: str, dataset: str, prefix: str, suffix: str, token: str) -> tuple[Path, Path]:
+        """wrk scripts for a new key per request (this run's keys only), and for their warm-up."""
         auth = {"Authorization": f"Bearer {token}"}
         run_id = uuid.uuid4().hex[:6]
-        cold = self.script("cold", unique_paths_script(
-            fx.objects_path(fx.S3_DATASET, f"images/cold/{run_id}/"), ".jpg", auth))
-        cold_warm = self.script("cold-warmup", unique_paths_script(
-            fx.objects_path(fx.S3_DATASET, f"images/cold/{run_id}-warmup/"), ".jpg", auth))
+
+        def script(tag: str) -> Path:
+            paths = unique_paths_script(fx.objects_path(dataset, f"{prefix}{run_id}{tag}/"), suffix, auth)
+            return self.script(f"{name}{tag}", paths)
+
+        return script(""), script("-warmup")
+
+    def gateway(self, policy: Path, audit: Path, redis_url: str, token: str, hot: Path) -> None:
+        auth = {"Authorization": f"Bearer {token}"}
+        cold, cold_warm = self.cold_scripts("cold", fx.S3_DATASET, "images/cold/", ".jpg", token)
         with running(self.gateway_server("gateway", policy, redis_url)) as server:
             first = fx.HOT_KEYS[0]
             _expect_redirect(server.port, fx.objects_path(fx.S3_DATASET, first), auth,
@@ -354,11 +361,7 @@ http {{
         policy = self.tmp / "policy-gcs.yaml"
         policy.write_text(fx.policy_yaml(issuer=issuer, audit_path=audit, gcs_credentials=credentials))
         auth = {"Authorization": f"Bearer {token}"}
-        run_id = uuid.uuid4().hex[:6]
-        script = self.script("gcs-cold", unique_paths_script(
-            fx.objects_path(fx.GCS_DATASET, f"cold/{run_id}/"), ".dcm", auth))
-        warm = self.script("gcs-cold-warmup", unique_paths_script(
-            fx.objects_path(fx.GCS_DATASET, f"cold/{run_id}-warmup/"), ".dcm", auth))
+        script, warm = self.cold_scripts("gcs-cold", fx.GCS_DATASET, "cold/", ".dcm", token)
         try:
             with running(self.gateway_server("gateway-gcs", policy, redis_url)) as server:
                 _expect_redirect(server.port, fx.objects_path(fx.GCS_DATASET, "cold/preflight.dcm"), auth,

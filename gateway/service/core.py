@@ -324,11 +324,7 @@ class GatewayService:
             ctx.user_agent[:256], ctx.principal, cache, round((time.perf_counter() - started) * 1000, 3), keys,
             denied,
         )
-        audit = self.audit
-        if audit.fail_closed:
-            await audit.emit_confirmed(record)
-        else:
-            audit.emit(record)
+        await self.audit.record(record)
 
 
 @functools.lru_cache(maxsize=8192)
