@@ -312,3 +312,24 @@ def test_sessions_keep_rate_limits_and_their_retry_after(setup: Setup) -> None:
     assert [r.status_code for r in responses] == [302, 302, 429]
     assert setup.session_hits() == 2
     assert int(responses[2].headers["retry-after"]) >= 1
+
+
+def test_odd_headers_never_reach_a_grant_or_a_session(setup: Setup) -> None:
+    token = setup.token()
+    assert [setup.get(token=token).status_code for _ in range(3)] == [302, 302, 302]
+    hits = (setup.grant_hits(), setup.session_hits())
+    url = f"{setup.gw.url}/v1/datasets/team/objects/a.png"
+    # A second Authorization header: the full path sees "Bearer x, Bearer <t>" and refuses it.
+    doubled = httpx.get(url, headers=[("Authorization", "Bearer x"), ("Authorization", f"Bearer {token}"),
+                                      ("X-Forwarded-For", OFFICE)])
+    assert doubled.status_code == 401
+    # A stray vendor header beside a good token: half a vendor signature is refused, never ignored.
+    stray = httpx.get(url, headers={"Authorization": f"Bearer {token}", "X-Forwarded-For": OFFICE,
+                                    "X-Gateway-Signature": "00" * 32})
+    assert stray.status_code == 401
+    # Two X-Forwarded-For lines are joined and read right to left by the full path: the office
+    # address is nearest, so this is allowed, but decided afresh, not matched to the grant.
+    forwarded = httpx.get(url, headers=[("Authorization", f"Bearer {token}"), ("X-Forwarded-For", "203.0.113.9"),
+                                        ("X-Forwarded-For", OFFICE)])
+    assert forwarded.status_code == 302
+    assert (setup.grant_hits(), setup.session_hits()) == hits
