@@ -73,6 +73,36 @@ end
     return "\n".join(lines) + DONE
 
 
+def user_pairs_script(tokens: Sequence[str], prefix: str, suffix: str, keys: int, *, threads: int,
+                      start: int = 0) -> str:
+    """Many employees, each with their own token, asking for keys nobody asked for just before.
+
+    Request ``p`` (thread ``t`` takes ``p = start + t, start + t + threads, ...``) is made by user
+    ``u = p % users`` for key ``(p // users + u * spread) % keys``: no (user, key) pair repeats
+    within ``users * keys`` requests, and at any moment the users are spread over the key space
+    (user ``u`` reads around key ``u * spread``), so a key comes back only after ``spread * users``
+    requests, asked by another user. Keys are ``{prefix}{k:06d}{suffix}``.
+    """
+    spread = max(1, keys // max(1, len(tokens)))
+    return "\n".join([
+        "local tokens = {" + ",".join(_lua_string("Bearer " + t) for t in tokens) + "}",
+        f"""
+local nusers = #tokens
+local nkeys = {keys}
+local spread = {spread}
+local prefix = {_lua_string(prefix)}
+local suffix = {_lua_string(suffix)}
+local p = 0
+init = function(args) p = {start} + (tid or 0) end
+request = function()
+  local u = p % nusers
+  local k = (math.floor(p / nusers) + u * spread) % nkeys
+  p = p + {threads}
+  return wrk.format("GET", string.format("%s%06d%s", prefix, k, suffix), {{["Authorization"] = tokens[u + 1]}})
+end
+"""]) + DONE
+
+
 def presigned_file_script(data_file: Path, threads: int, fallback_path: str) -> str:
     """Requests read from ``data_file``: one ``path<TAB>name: value<TAB>...`` line per request, each
     usable once (vendor HMAC signatures are single-use). Thread t takes the lines with

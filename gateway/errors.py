@@ -60,6 +60,10 @@ class MethodNotAllowed(GatewayError):
     status = 405
     code = "method_not_allowed"
 
+    def __init__(self, detail: str = "", *, allow: str = "GET, HEAD, OPTIONS") -> None:
+        super().__init__(detail)
+        self.allow = allow
+
 
 class PayloadTooLarge(GatewayError):
     status = 413

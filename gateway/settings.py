@@ -38,7 +38,6 @@ class Settings(BaseSettings):
     redis_prefix: str = Field("gw:", description="Prefix of every key the gateway writes to Redis.")
     replay_fail_closed: bool = Field(False, description="Refuse vendor HMAC requests while Redis is down.")
     cache_max_entries: int = Field(100_000, ge=1)
-    grant_cache_entries: int = Field(10_000, ge=0, description="Redirects remembered per exact request (0: off).")
     dev_mode: bool = Field(False, description="Allow GATEWAY_DEV_PRINCIPAL; loopback only.")
     dev_principal: str | None = Field(None, description="Email of the fixed principal in development mode.")
     dev_groups: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -12,6 +12,7 @@ from starlette.types import Scope
 from gateway.auth import AuthRequest
 from gateway.auth.client_ip import client_ip
 from gateway.errors import NotFound
+from gateway.logs import request_id_var
 from gateway.models import RequestContext
 from gateway.service import GatewayService
 from gateway.settings import Network
@@ -46,7 +47,7 @@ async def request_context(
     client = scope.get("client")
     peer = client[0] if client else None
     ip = client_ip(peer, headers, trusted)
-    ctx = RequestContext(scope["state"]["request_id"], ip, headers.get("user-agent", ""))
+    ctx = RequestContext(request_id_var.get() or "-", ip, headers.get("user-agent", ""))
     if not authenticate:
         return ctx
     auth_request = AuthRequest(

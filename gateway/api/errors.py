@@ -1,4 +1,5 @@
-"""Maps the error tree to JSON responses, in exactly one place."""
+"""Maps the error tree to JSON responses, in exactly one place (every layer that answers an error calls
+:func:`error_response`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 import orjson
 from starlette.responses import Response
 
-from gateway.errors import GatewayError, RangeNotSatisfiable, Unauthenticated
+from gateway.errors import GatewayError, MethodNotAllowed, RangeNotSatisfiable, Unauthenticated
 
 log = logging.getLogger("gateway.http")
 JSON = "application/json"
@@ -29,6 +30,8 @@ def error_response(exc: GatewayError, request_id: str) -> Response:
         headers["WWW-Authenticate"] = f'{exc.scheme} realm="gateway", error="{error}"'
     if isinstance(exc, RangeNotSatisfiable):
         headers["Content-Range"] = f"bytes */{exc.size}"
+    if isinstance(exc, MethodNotAllowed):
+        headers["Allow"] = exc.allow
     if exc.retry_after is not None:
         headers["Retry-After"] = str(exc.retry_after)
     detail = exc.detail if exc.status < 500 else _public_5xx(exc)

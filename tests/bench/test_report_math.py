@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.report import with_ratios
-from bench.run import rss_growth
+from bench.rows_long import rss_growth
 
 
 def test_growth_compares_the_medians_of_both_ends_per_worker() -> None:

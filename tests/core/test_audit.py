@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import pytest
 
-from gateway.app import Runtime
+from gateway.runtime import Runtime
 from gateway.audit.chain import Chain, verify_lines
 from gateway.audit.log import AuditLog
 from gateway.audit.sinks import FileSink
@@ -272,7 +272,7 @@ def test_records_never_hold_tokens_signatures_or_signed_urls(
     secrets: list[str] = [token]
 
     async def drive() -> None:
-        url = await service.sign(ctx, "local", "images/a.png", action="redirect")
+        url, _ = await service.sign(ctx, "local", "images/a.png", action="redirect")
         [item] = await service.sign_batch(ctx, "local", ["images/a.png"])
         assert item.url is not None
         secrets.extend([url.url, item.url.url])

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.app import Runtime
+from gateway.runtime import Runtime
 from gateway.errors import Forbidden
 from gateway.models import RequestContext
 from tests.core.conftest import Clock

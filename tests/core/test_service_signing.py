@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from gateway.app import Runtime
+from gateway.runtime import Runtime
 from gateway.backends import FileSource
 from gateway.errors import Forbidden, InvalidKey, PayloadTooLarge, UnknownDataset
 from gateway.models import RequestContext, SignedUrl
@@ -43,7 +43,12 @@ def local_runtime(make_runtime: Callable[..., Runtime], write_policy: Callable[.
 
 
 def sign(runtime: Runtime, key: str, ctx: RequestContext = LOOPBACK) -> SignedUrl:
-    return asyncio.run(runtime.service.sign(ctx, "local", key, action="redirect"))
+    url, _ = asyncio.run(runtime.service.sign(ctx, "local", key, action="redirect"))
+    return url
+
+
+def max_age(runtime: Runtime, url: SignedUrl) -> int:
+    return runtime.service.signer.max_age(runtime.holder.current, url)
 
 
 # -- time buckets -------------------------------------------------------------------------------------
@@ -66,12 +71,12 @@ def test_every_url_keeps_its_minimum_life_through_whole_buckets(
 
     async def scan() -> None:
         while clock.now < start + 3 * ttl:
-            url = await runtime.service.sign(LOOPBACK, "local", "images/0.png", action="redirect")
+            url, answered_max_age = await runtime.service.sign(LOOPBACK, "local", "images/0.png", action="redirect")
             remaining = url.expires_at - clock.now
             assert remaining >= ttl * share, (clock.now, url.expires_at)
             assert url.expires_at - url.signed_at <= ttl
-            max_age = runtime.service.cache_max_age(url)
-            assert 0 <= max_age < remaining
+            assert answered_max_age == max_age(runtime, url)
+            assert 0 <= answered_max_age < remaining
             handed_out.append((clock.now, url.url))
             clock.now += step
 
@@ -98,7 +103,7 @@ def test_replicas_hand_out_the_same_url_without_sharing_a_cache(
     local_runtime: Callable[..., Runtime], clock: Clock
 ) -> None:
     one, two = local_runtime(), local_runtime()
-    assert one.service.cache is not two.service.cache
+    assert one.service.signer.cache is not two.service.signer.cache
     for offset in (0.0, 7.3, 33.3, 95.0, 250.5):
         clock.now = 1_700_000_000.0 + offset
         assert sign(one, "images/0.png") == sign(two, "images/0.png")
@@ -109,9 +114,9 @@ def test_max_age_is_less_than_the_remaining_life(local_runtime: Callable[..., Ru
     url = sign(runtime, "images/0.png")
     for delta in (0.0, 1.0, 30.0, 59.0, 60.0, 119.0, 119.9, 120.0, 500.0):
         clock.now = url.signed_at + delta
-        max_age = runtime.service.cache_max_age(url)
-        assert max_age >= 0
-        assert max_age < max(url.expires_at - clock.now, 1), delta
+        seconds = max_age(runtime, url)
+        assert seconds >= 0
+        assert seconds < max(url.expires_at - clock.now, 1), delta
 
 
 # -- the signed key is the authorized key ---------------------------------------------------------------------

@@ -1,4 +1,17 @@
-"""Pure ASGI middleware: request ids and metrics on every response, and CORS from the policy."""
+"""The edge: what every request gets, in one pure ASGI layer (each extra layer costs the hot path).
+
+- an ``X-Request-ID``, taken from the request when well formed, else made, on every response, and
+  in ``gateway.logs.request_id_var`` for every log line and error body of the request;
+- request counts and latency by route and status;
+- load shedding: beyond ``max_concurrency`` requests in flight, a quick 503 with Retry-After
+  instead of an unbounded queue (probes and metrics are never shed);
+- CORS for configured origins only, read per request so that a policy reload applies at once.
+  There is no ``*`` by default: a loopback gateway with ``*`` would let any website read it
+  through the user's browser. Preflights are answered here, without authentication, including
+  Private Network Access (``Access-Control-Request-Private-Network``) for allowed origins;
+- errors become responses here: a ``GatewayError`` that reaches this layer is its JSON answer,
+  and anything unexpected is a JSON 500 that names only the request id.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +26,8 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.api.errors import error_body, internal_error, json_response
+from gateway.api.errors import error_body, error_response, internal_error, json_response
+from gateway.errors import GatewayError
 from gateway.logs import request_id_var
 from gateway.metrics import Metrics
 
@@ -40,7 +54,7 @@ def route_label(method: str, path: str) -> str:
 
 ALLOW_METHODS = "GET, HEAD, POST, OPTIONS"
 ALLOW_HEADERS = (
-    "authorization, content-type, x-request-id, range, if-none-match, if-modified-since, "
+    "authorization, content-type, x-request-id, range, if-none-match, if-modified-since, if-range, "
     "x-gateway-key-id, x-gateway-timestamp, x-gateway-signature"
 )
 EXPOSE_HEADERS = b"x-request-id, content-range, content-length, etag, last-modified, accept-ranges"
@@ -48,17 +62,7 @@ EXEMPT = ("/healthz", "/readyz", "/metrics")
 
 
 class EdgeMiddleware:
-    """Everything every request gets, in one layer (each extra ASGI layer costs the hot path):
-
-    - an ``X-Request-ID``, taken from the request when well formed, else made, on every response;
-    - request counts and latency by route and status;
-    - load shedding: beyond ``max_concurrency`` requests in flight, a quick 503 with Retry-After
-      instead of an unbounded queue (probes and metrics are never shed);
-    - CORS for configured origins only, read per request so that a policy reload applies at once.
-      There is no ``*`` by default: a loopback gateway with ``*`` would let any website read it
-      through the user's browser. Preflights are answered without authentication;
-    - anything unexpected becomes a JSON 500 that names only the request id.
-    """
+    """See the module docstring. ``origins`` and ``max_age`` are read per request (policy reloads)."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics, *, origins: Callable[[], frozenset[str]],
                  max_age: Callable[[], int], max_concurrency: int = 0) -> None:
@@ -68,6 +72,7 @@ class EdgeMiddleware:
         self.max_age = max_age
         self.max_concurrency = max_concurrency
         self.in_flight = 0
+        self._tally = metrics.tally
         # Label lookups cost microseconds each; the label sets are small and fixed, so keep them.
         self._counters: dict[tuple[str, int], Any] = {}
         self._timers: dict[str, Any] = {}
@@ -81,7 +86,7 @@ class EdgeMiddleware:
             return
         request_id = ""
         origin: bytes | None = None
-        preflight = False
+        preflight = private_network = False
         for name, value in scope["headers"]:
             if name == b"x-request-id" and _REQUEST_ID.fullmatch(value):
                 request_id = value.decode("ascii")
@@ -89,8 +94,9 @@ class EdgeMiddleware:
                 origin = value
             elif name == b"access-control-request-method":
                 preflight = True
-        request_id = request_id or self._new_request_id()
-        scope.setdefault("state", {})["request_id"] = request_id
+            elif name == b"access-control-request-private-network":
+                private_network = value.lower() == b"true"
+        request_id = request_id or f"{self._id_prefix}{next(self._ids) & 0xFFFFFFFF:08x}"
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
@@ -98,7 +104,8 @@ class EdgeMiddleware:
         cors = origin is not None and self._allowed(origin)
         extra = [(b"x-request-id", request_id.encode())]
         if cors and origin is not None:
-            extra += self._cors(origin)
+            extra += [(b"access-control-allow-origin", origin), (b"access-control-expose-headers", EXPOSE_HEADERS),
+                      (b"vary", b"Origin")]
 
         async def send_edge(message: Message) -> None:
             nonlocal status, response_started
@@ -108,11 +115,11 @@ class EdgeMiddleware:
                 message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
-        shed = self.max_concurrency and scope["path"] not in EXEMPT
         try:
             if scope["method"] == "OPTIONS":
-                await self._preflight(origin, cors, preflight, request_id)(scope, receive, send_edge)
-            elif shed and self.in_flight >= self.max_concurrency:
+                response = self._preflight(origin, cors, preflight, private_network, request_id)
+                await response(scope, receive, send_edge)
+            elif self.max_concurrency and self.in_flight >= self.max_concurrency and scope["path"] not in EXEMPT:
                 body = error_body("overloaded", "the gateway is at its concurrency limit; retry shortly", request_id)
                 await json_response(body, 503, {"Retry-After": "1"})(scope, receive, send_edge)
             else:
@@ -121,6 +128,9 @@ class EdgeMiddleware:
                     await self.app(scope, receive, send_edge)
                 finally:
                     self.in_flight -= 1
+        except GatewayError as exc:
+            if not response_started:
+                await error_response(exc, request_id)(scope, receive, send_edge)
         except Exception:
             log.exception("unhandled error", extra={"request_id": request_id})
             if not response_started:
@@ -130,45 +140,32 @@ class EdgeMiddleware:
             counter = self._counters.get((route, status))
             if counter is None:
                 counter = self._counters[(route, status)] = self.metrics.requests.labels(route, str(status))
-            tally = self.metrics.tally
-            tally.inc(counter)
+            self._tally.inc(counter)
             timer = self._timers.get(route)
             if timer is None:
                 timer = self._timers[route] = self.metrics.request_seconds.labels(route)
-            tally.observe(timer, time.perf_counter() - started)
+            self._tally.observe(timer, time.perf_counter() - started)
             request_id_var.reset(token)
-
-    def _new_request_id(self) -> str:
-        return f"{self._id_prefix}{next(self._ids) & 0xFFFFFFFF:08x}"
-
-    def request_id(self, sent: bytes | None) -> str:
-        """The request's id: the client's ``X-Request-ID`` when well formed, else a new one."""
-        if sent is not None and _REQUEST_ID.fullmatch(sent):
-            return sent.decode("ascii")
-        return self._new_request_id()
-
-    def cors_headers(self, origin: bytes) -> list[tuple[bytes, bytes]]:
-        """The CORS headers of a (non-preflight) answer to ``origin``; none for a foreign origin."""
-        return self._cors(origin) if self._allowed(origin) else []
-
-    @staticmethod
-    def _cors(origin: bytes) -> list[tuple[bytes, bytes]]:
-        return [(b"access-control-allow-origin", origin), (b"access-control-expose-headers", EXPOSE_HEADERS),
-                (b"vary", b"Origin")]
 
     def _allowed(self, origin: bytes) -> bool:
         allowed = self.origins()
         return bool(allowed) and (origin.decode("latin-1") in allowed or "*" in allowed)
 
-    def _preflight(self, origin: bytes | None, allowed: bool, is_preflight: bool, request_id: str) -> Response:
+    def _preflight(self, origin: bytes | None, allowed: bool, is_preflight: bool, private_network: bool,
+                   request_id: str) -> Response:
         if origin is None or not is_preflight:
             return Response(status_code=204, headers={"Allow": ALLOW_METHODS})
         if not allowed:
             body = error_body("cors_origin_not_allowed", "this origin is not in cors.allow_origins", request_id)
             return json_response(body, 403, {"Vary": "Origin"})
-        # The origin, expose and vary headers are added by send_edge like on every allowed response.
-        return Response(status_code=204, headers={
+        headers = {
             "Access-Control-Allow-Methods": ALLOW_METHODS,
             "Access-Control-Allow-Headers": ALLOW_HEADERS,
             "Access-Control-Max-Age": str(self.max_age()),
-        })
+        }
+        if private_network:
+            # Chromium asks before a public page may read a loopback or private address (Private
+            # Network Access); only an origin this gateway already trusts is told yes.
+            headers["Access-Control-Allow-Private-Network"] = "true"
+        # The origin, expose and vary headers are added by send_edge like on every allowed response.
+        return Response(status_code=204, headers=headers)

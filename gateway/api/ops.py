@@ -1,0 +1,41 @@
+"""What operators and probes read: liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+from starlette.responses import Response
+
+from gateway.api.errors import json_response
+from gateway.metrics import Metrics
+
+Readiness = Callable[[], Awaitable[dict[str, Any]]]
+
+
+def ops_router(*, readiness: Readiness, metrics: Metrics) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/healthz", summary="Liveness")
+    async def healthz() -> Response:
+        return json_response({"status": "ok"})
+
+    @router.get("/readyz", summary="Readiness: policy, backends, cache")
+    async def readyz() -> Response:
+        body = await readiness()
+        return json_response(body, 200 if body["status"] != "unavailable" else 503, {"Cache-Control": "no-store"})
+
+    @router.get("/metrics", summary="Prometheus metrics")
+    async def prometheus() -> Response:
+        registry = metrics.registry
+        metrics.tally.flush()  # this worker's counts are current; others' at most a second old
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            # Several workers: every process writes its own files; collect them all for each scrape.
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router

@@ -1,0 +1,144 @@
+"""Building the state a policy implies: the one place that chooses concrete backends, authenticators
+and audit sinks by their configured kind (part of the composition root)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import httpx
+
+from gateway.audit import AuditSink
+from gateway.audit.log import AuditLog
+from gateway.audit.redis_stream import RedisStreamSink
+from gateway.audit.sinks import FileSink, StdoutSink
+from gateway.auth import AuthChain, Authenticator, ReplayStore
+from gateway.auth.dev import DevAuthenticator
+from gateway.auth.oidc import OidcAuthenticator
+from gateway.auth.vendor import VendorAuthenticator
+from gateway.backends import Backend
+from gateway.backends.local import LocalBackend
+from gateway.config import AuditConfig, AuthConfig, GcsBackend, PolicyFile, S3Backend
+from gateway.config import FileSink as FileSinkConfig
+from gateway.config import LocalBackend as LocalBackendConfig
+from gateway.config import RedisStreamSink as RedisStreamSinkConfig
+from gateway.config import StdoutSink as StdoutSinkConfig
+from gateway.errors import ConfigError
+from gateway.metrics import Metrics
+from gateway.policy import compile_policy
+from gateway.service import State
+from gateway.settings import Settings
+
+log = logging.getLogger("gateway")
+
+
+def check_dev_mode(settings: Settings) -> None:
+    """Development mode hands a fixed identity to every caller: loopback only, and said loudly."""
+    problems = []
+    if not settings.dev_mode:
+        problems.append("GATEWAY_DEV_PRINCIPAL needs GATEWAY_DEV_MODE=true")
+    try:
+        loopback = ipaddress.ip_address(settings.host).is_loopback
+    except ValueError:
+        loopback = settings.host == "localhost"
+    if not loopback:
+        problems.append(f"development mode listens on loopback only, not {settings.host}")
+    if problems:
+        raise ConfigError("development mode", problems)
+    log.warning("DEVELOPMENT MODE: every request without a credential is %s; never run this way in production",
+                settings.dev_principal)
+
+
+class StateBuilder:
+    """Builds the :class:`State` of a policy, completely or not at all (every problem in one
+    ConfigError). Unchanged parts of a reloaded policy keep their objects: a backend keeps its
+    clients and credentials, an authenticator its JWKS and verified-token caches."""
+
+    def __init__(self, settings: Settings, *, signing_key: bytes, http: httpx.AsyncClient, replay: ReplayStore,
+                 metrics: Metrics, clock: Callable[[], float], environ: Mapping[str, str] | None) -> None:
+        self.settings = settings
+        self.signing_key = signing_key
+        self.http = http
+        self.replay = replay
+        self.metrics = metrics
+        self.clock = clock
+        self.environ = environ
+        self._authenticators: dict[str, tuple[object, Authenticator]] = {}
+
+    def __call__(self, policy: PolicyFile, raw: bytes | None, previous: State | None) -> State:
+        problems: list[str] = []
+        backends: dict[str, Backend] = {}
+        for name, dataset in policy.datasets.items():
+            old = previous.backends.get(name) if previous else None
+            old_config = previous.policy.source.datasets[name].backend if previous and old else None
+            if old is not None and old_config == dataset.backend:
+                backends[name] = old  # unchanged: keep its clients, credentials and caches
+                continue
+            try:
+                backends[name] = self.backend(name, dataset.backend)
+            except ConfigError as exc:
+                problems.extend(f"datasets.{name}.backend: {p}" for p in exc.problems)
+        try:
+            auth = AuthChain(self.authenticators(policy.auth))
+        except ConfigError as exc:
+            problems.extend(f"auth: {p}" for p in exc.problems)
+        if problems:
+            raise ConfigError(str(self.settings.config or "<embedded default>"), problems)
+        cors = frozenset(policy.cors.allow_origins) | frozenset(self.settings.cors_origins)
+        return State(compile_policy(policy, raw), backends, auth, cors, loaded_at=self.clock())
+
+    def backend(self, dataset: str, config: LocalBackendConfig | S3Backend | GcsBackend) -> Backend:
+        match config:
+            case LocalBackendConfig():
+                return LocalBackend(config, dataset=dataset, base_url=self.settings.base_url(),
+                                    signing_key=self.signing_key)
+            case S3Backend():
+                # Imported here: boto3 costs startup time that local-only deployments should not pay.
+                from gateway.backends.s3 import S3Backend as S3
+
+                return S3(config)
+            case GcsBackend():
+                from gateway.backends.gcs import GcsBackend as Gcs
+
+                return Gcs(config)
+
+    def authenticators(self, config: AuthConfig) -> list[Authenticator]:
+        """Vendor HMAC first, then OIDC; development mode last, so that real credentials are still
+        checked as they would be."""
+        authenticators: list[Authenticator] = []
+        if config.vendors:
+            authenticators.append(self._reuse("vendors", config.vendors, lambda: VendorAuthenticator(
+                config.vendors, replay=self.replay, clock=self.clock, environ=self.environ)))
+        if config.oidc:
+            authenticators.append(self._reuse("oidc", config.oidc, lambda: OidcAuthenticator(
+                config.oidc, http=self.http, clock=self.clock,
+                on_fetch=lambda issuer, result: self.metrics.jwks_fetches.labels(issuer, result).inc())))
+        if self.settings.dev_principal:
+            authenticators.append(DevAuthenticator(self.settings.dev_principal, frozenset(self.settings.dev_groups)))
+        return authenticators
+
+    def _reuse(self, name: str, config: object, build: Callable[[], Authenticator]) -> Authenticator:
+        cached = self._authenticators.get(name)
+        if cached is not None and cached[0] == config:
+            return cached[1]
+        authenticator = build()
+        self._authenticators[name] = (config, authenticator)
+        return authenticator
+
+
+def audit_log(config: AuditConfig, settings: Settings, metrics: Metrics) -> AuditLog:
+    sinks: list[AuditSink] = []
+    for sink in config.sinks:
+        match sink:
+            case StdoutSinkConfig():
+                sinks.append(StdoutSink())
+            case FileSinkConfig():
+                sinks.append(FileSink(Path(sink.path)))
+            case RedisStreamSinkConfig():
+                if not settings.redis_url:
+                    raise ConfigError("audit.sinks", ["kind redis_stream needs GATEWAY_REDIS_URL"])
+                sinks.append(RedisStreamSink(settings.redis_url, sink.stream, sink.maxlen))
+    return AuditLog(sinks, max_queue=settings.audit_queue_size, fail_closed=config.fail_closed,
+                    on_drop=metrics.audit_dropped.inc)

@@ -1,0 +1,56 @@
+"""The ``auth`` section: vendor HMAC keys and OIDC issuers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+
+from gateway.config.types import NAME, Duration, Strict
+
+
+class VendorKey(Strict):
+    id: str = Field(pattern=NAME)
+    secret_env: str | None = None
+    secret_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> VendorKey:
+        if (self.secret_env is None) == (self.secret_file is None):
+            raise ValueError("give exactly one of secret_env or secret_file")
+        return self
+
+
+class Vendor(Strict):
+    name: str = Field(pattern=NAME)
+    keys: list[VendorKey] = Field(min_length=1)
+    max_skew: Duration = 300.0
+
+
+class OidcIssuer(Strict):
+    name: str = Field(pattern=NAME)
+    issuer: str = Field(pattern=r"^https?://")
+    audience: str | list[str]
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+    jwks_uri: str | None = None
+    subject_claim: str = "sub"
+    email_claim: str = "email"
+    groups_claim: str = "groups"
+    leeway: Duration = Field(60.0, le=600)
+    jwks_cache_ttl: Duration = 3600.0
+    jwks_refetch_interval: Duration = 30.0
+
+    @field_validator("algorithms")
+    @classmethod
+    def _asymmetric_only(cls, algorithms: list[str]) -> list[str]:
+        allowed = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+        # Symmetric and unsigned algorithms would let a public key act as a shared secret.
+        bad = [a for a in algorithms if a not in allowed]
+        if bad or not algorithms:
+            raise ValueError(f"algorithms must be asymmetric ({', '.join(sorted(allowed))}); got {bad or '[]'}")
+        return algorithms
+
+
+class AuthConfig(Strict):
+    vendors: list[Vendor] = Field(default_factory=list)
+    oidc: list[OidcIssuer] = Field(default_factory=list)

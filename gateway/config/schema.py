@@ -1,0 +1,181 @@
+"""The policy file schema (version 1), validated in full at load time.
+
+The field names here are a public contract: extend them, never rename them. The backends and the
+``auth`` section have modules of their own; loading and error reporting are in ``loading.py``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from gateway.config.auth import AuthConfig
+from gateway.config.backends import Backend
+from gateway.config.types import NAME, Duration, Network, Strict
+
+
+class Defaults(Strict):
+    url_ttl: Duration = 300.0
+    max_url_ttl: Duration = 3600.0
+    # A cached or bucketed URL is handed out only while this share of its life remains.
+    min_remaining: float = Field(0.5, gt=0, lt=1)
+    batch_limit: int = Field(1000, ge=1, le=100_000)
+
+
+class CorsConfig(Strict):
+    allow_origins: list[str] = Field(default_factory=list)
+    max_age: Duration = 600.0
+
+    @field_validator("allow_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if origin != "*" and not re.match(r"^https?://[^/\s]+$", origin):
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
+        return origins
+
+
+class RateLimit(Strict):
+    requests: int = Field(ge=1)
+    per: Duration
+
+
+class Rule(Strict):
+    """A rule matches when every condition it names holds. A rule names at least one condition."""
+
+    name: str = Field(pattern=NAME)
+    anonymous: bool = False
+    networks: list[Network] | None = None
+    vendors: list[str] | None = None
+    issuers: list[str] | None = None
+    groups: list[str] | None = None
+    subjects: list[str] | None = None
+    emails: list[str] | None = None
+    email_domains: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _conditions(self) -> Rule:
+        identity = [self.vendors, self.issuers, self.groups, self.subjects, self.emails, self.email_domains]
+        for values in (*identity, self.networks):
+            if values is not None and not values:
+                raise ValueError("an empty list matches nothing; remove the condition or fill it")
+        for values in identity:
+            if values is not None and any(not str(v).strip() for v in values):
+                raise ValueError("an empty name would match principals that lack the claim")
+        if self.anonymous and not self.networks:
+            # Anonymous access without a network condition would open the dataset to the world.
+            raise ValueError("anonymous: true needs a networks condition")
+        if self.anonymous and any(v is not None for v in identity):
+            raise ValueError("anonymous: true cannot be combined with identity conditions")
+        if not self.anonymous and self.networks is None and all(v is None for v in identity):
+            raise ValueError("a rule needs at least one condition")
+        return self
+
+
+class Dataset(Strict):
+    backend: Backend
+    rules: list[Rule] = Field(default_factory=list)
+    url_ttl: Duration | None = None
+    allow_keys: list[str] = Field(default_factory=lambda: ["**"], min_length=1)
+    rate_limit: RateLimit | None = None
+
+    @field_validator("allow_keys")
+    @classmethod
+    def _globs(cls, globs: list[str]) -> list[str]:
+        for glob in globs:
+            if not glob or glob.startswith("/") or "\\" in glob:
+                raise ValueError(f"{glob!r} is not a key glob such as images/**")
+        return globs
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_rules(cls, rules: list[Rule]) -> list[Rule]:
+        names = [rule.name for rule in rules]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"rule names must be unique: {', '.join(duplicates)}")
+        return rules
+
+
+class StdoutSink(Strict):
+    kind: Literal["stdout"]
+
+
+class FileSink(Strict):
+    kind: Literal["file"]
+    path: Path
+
+
+class RedisStreamSink(Strict):
+    kind: Literal["redis_stream"]
+    stream: str = "gateway:audit"
+    maxlen: int = Field(1_000_000, ge=1)
+
+
+Sink = Annotated[StdoutSink | FileSink | RedisStreamSink, Field(discriminator="kind")]
+
+
+def _stdout() -> StdoutSink | FileSink | RedisStreamSink:
+    return StdoutSink(kind="stdout")
+
+
+class AuditConfig(Strict):
+    sinks: list[Sink] = Field(default_factory=lambda: [_stdout()], min_length=1)
+    fail_closed: bool = False
+
+
+class PolicyFile(Strict):
+    version: Literal[1]
+    defaults: Defaults = Field(default_factory=Defaults)
+    cors: CorsConfig = Field(default_factory=CorsConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+    datasets: dict[str, Dataset]
+
+    @field_validator("datasets")
+    @classmethod
+    def _dataset_names(cls, datasets: dict[str, Dataset]) -> dict[str, Dataset]:
+        for name in datasets:
+            if not re.match(NAME, name):
+                raise ValueError(f"dataset name {name!r} must match {NAME}")
+        return datasets
+
+    def cross_check(self) -> list[str]:
+        """Problems that span sections: names a rule refers to, TTL bounds."""
+        problems: list[str] = []
+        vendor_names = {v.name for v in self.auth.vendors} | {
+            k.id for v in self.auth.vendors for k in v.keys
+        }
+        issuer_names = {o.name for o in self.auth.oidc}
+        key_ids = [k.id for v in self.auth.vendors for k in v.keys]
+        for key_id in sorted({k for k in key_ids if key_ids.count(k) > 1}):
+            problems.append(f"auth.vendors: key id {key_id!r} is used more than once")
+        if self.defaults.url_ttl > self.defaults.max_url_ttl:
+            problems.append("defaults.url_ttl: exceeds defaults.max_url_ttl")
+        share = self.defaults.min_remaining
+        ttls = [("defaults.url_ttl", self.defaults.url_ttl)] + [
+            (f"datasets.{name}.url_ttl", ds.url_ttl) for name, ds in self.datasets.items() if ds.url_ttl is not None
+        ]
+        for where, ttl in ttls:
+            if where != "defaults.url_ttl" and ttl > self.defaults.max_url_ttl:
+                problems.append(f"{where}: exceeds defaults.max_url_ttl")
+            if ttl < 10:
+                problems.append(f"{where}: must be at least 10s")
+            elif ttl * (1 - share) < 1:
+                # URLs are signed at whole seconds: a bucket under 1 s cannot keep the minimum life.
+                problems.append(f"{where}: with min_remaining {share}, a URL must live at least {1 / (1 - share):g}s")
+        for name, dataset in self.datasets.items():
+            for i, rule in enumerate(dataset.rules):
+                where = f"datasets.{name}.rules.{i}"
+                for vendor in rule.vendors or []:
+                    if vendor not in vendor_names and vendor not in issuer_names:
+                        problems.append(f"{where}.vendors: {vendor!r} is not in auth.vendors or auth.oidc")
+                for issuer in rule.issuers or []:
+                    if issuer not in issuer_names:
+                        problems.append(f"{where}.issuers: {issuer!r} is not in auth.oidc")
+        return problems
+
+

@@ -1,0 +1,30 @@
+"""Readiness: can this process serve, and with everything it should have?"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.redis_client import SharedRedis
+from gateway.service.state import StateHolder
+
+
+async def readiness(holder: StateHolder, redis: SharedRedis | None) -> dict[str, Any]:
+    """``ready`` while the gateway can serve; ``degraded`` when it serves with less than it should
+    (a backend without credentials, a policy file that failed to reload, Redis down)."""
+    state = holder.current
+    backends = {name: backend.health() for name, backend in state.backends.items()}
+    healthy = all(bool(h.get("ok")) for h in backends.values())
+    redis_state = "disabled"
+    if redis is not None:
+        # One bounded PING per probe; it is also what closes the breaker again after an outage.
+        redis_state = "up" if await redis.ping() else "down"
+    degraded = not healthy or holder.last_reload_error is not None or redis_state == "down"
+    return {
+        "status": "degraded" if degraded else "ready",
+        "policy_version": state.version,
+        "policy_loaded_at": state.loaded_at,
+        "last_reload_error": holder.last_reload_error,
+        "last_reload_at": holder.last_reload_at,
+        "backends": backends,
+        "cache": {"memory": "ok", "redis": redis_state},
+    }

@@ -1,0 +1,116 @@
+"""Signing with its cache levels: the in-process LRU, then Redis where signing costs more than a
+round trip, then the backend. URLs are bucketed in time, so equal inputs give equal URLs on every
+replica, and a cached URL is never handed out with less than its minimum remaining life."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+
+from gateway.backends import Backend
+from gateway.cache import SharedUrlCache, UrlCache
+from gateway.metrics import Metrics
+from gateway.models import SignedUrl
+from gateway.policy import CompiledDataset
+from gateway.redis_client import RedisDown
+from gateway.service.state import State
+
+
+class UrlSigner:
+    """The signed URL for a key: its lifetime lives here, and nowhere else.
+
+    A URL is signed at the start of the current time bucket (``url_ttl x (1 - min_remaining)``
+    wide) and expires ``url_ttl`` later; cache keys include the policy version and the bucket, so a
+    reload or a new bucket never serves an old URL.
+    """
+
+    def __init__(self, *, cache: UrlCache, shared_cache: SharedUrlCache | None, metrics: Metrics,
+                 clock: Callable[[], float]) -> None:
+        self.cache = cache
+        self.shared_cache = shared_cache
+        self.metrics = metrics
+        self.clock = clock
+        # Bound once: a labels() lookup per request costs more than the cache hit it counts.
+        self._tally = metrics.tally
+        self._memory_hit = metrics.cache_requests.labels("memory", "hit")
+        self._memory_miss = metrics.cache_requests.labels("memory", "miss")
+        self._sign_seconds = functools.lru_cache(maxsize=None)(metrics.sign_seconds.labels)
+
+    def _bucket(self, state: State, ds: CompiledDataset) -> tuple[float, int, int, float, str]:
+        """(now, ttl, signed_at, minimum life, cache-key prefix) for the current time bucket."""
+        ttl = int(ds.url_ttl)
+        share = state.policy.source.defaults.min_remaining
+        width = max(1, int(ttl * (1 - share)))
+        now = self.clock()
+        signed_at = int(now // width * width)
+        return now, ttl, signed_at, ttl * share, f"{state.version}\x00{ds.name}\x00{signed_at}\x00{ttl}\x00"
+
+    async def one(self, state: State, ds: CompiledDataset, key: str) -> tuple[SignedUrl, bool]:
+        """One key, the request path's case: (the URL, whether a cache had it)."""
+        backend = state.backends[ds.name]
+        if backend.shared_cache:
+            (url,), hits = await self.many(state, ds, [key])
+            return url, hits == 1
+        now, ttl, signed_at, min_life, prefix = self._bucket(state, ds)
+        cached = self.cache.get(prefix + key, now=now, min_remaining=min_life)
+        if cached is not None:
+            self._tally.inc(self._memory_hit)
+            return cached, True
+        self._tally.inc(self._memory_miss)
+        t0 = time.perf_counter()
+        (url,) = await backend.sign([key], signed_at=signed_at, expires_in=ttl)
+        self._tally.observe(self._sign_seconds(backend.kind), time.perf_counter() - t0)
+        self.cache.put(prefix + key, url)
+        return url, False
+
+    async def many(self, state: State, ds: CompiledDataset, keys: list[str]) -> tuple[list[SignedUrl], int]:
+        """Many keys, in order, and how many came from a cache."""
+        backend: Backend = state.backends[ds.name]
+        now, ttl, signed_at, min_life, prefix = self._bucket(state, ds)
+        urls: list[SignedUrl | None] = [self.cache.get(prefix + k, now=now, min_remaining=min_life) for k in keys]
+        missing = [i for i, url in enumerate(urls) if url is None]
+        hits = len(keys) - len(missing)
+        self._tally.inc(self._memory_hit, hits)
+        if missing:
+            self._tally.inc(self._memory_miss, len(missing))
+        # Redis only where signing costs more than a round trip (RSA, signBlob); see docs/cache.md.
+        shared = self.shared_cache if backend.shared_cache else None
+        if missing and shared is not None:
+            try:
+                found = await shared.get_many([prefix + keys[i] for i in missing], now=now, min_remaining=min_life)
+            except RedisDown:
+                self.metrics.cache_requests.labels("redis", "error").inc(len(missing))
+                self.metrics.redis_fallbacks.labels("cache").inc()
+            else:
+                still = []
+                for i, url in zip(missing, found, strict=True):
+                    if url is None:
+                        still.append(i)
+                    else:
+                        urls[i] = url
+                        self.cache.put(prefix + keys[i], url)
+                self.metrics.cache_requests.labels("redis", "hit").inc(len(missing) - len(still))
+                self.metrics.cache_requests.labels("redis", "miss").inc(len(still))
+                hits += len(missing) - len(still)
+                missing = still
+        if missing:
+            t0 = time.perf_counter()
+            fresh = await backend.sign([keys[i] for i in missing], signed_at=signed_at, expires_in=ttl)
+            self._tally.observe(self._sign_seconds(backend.kind), time.perf_counter() - t0)
+            for i, url in zip(missing, fresh, strict=True):
+                urls[i] = url
+                self.cache.put(prefix + keys[i], url)
+            if shared is not None:
+                items = [(prefix + keys[i], url) for i, url in zip(missing, fresh, strict=True)]
+                try:
+                    await shared.put_many(items, now=now, min_remaining=min_life)
+                except RedisDown:
+                    self.metrics.redis_fallbacks.labels("cache").inc()
+        return [u for u in urls if u is not None], hits
+
+    def max_age(self, state: State, url: SignedUrl) -> int:
+        """Browsers may keep the redirect until the time bucket ends, never past the URL's life."""
+        share = state.policy.source.defaults.min_remaining
+        remaining = url.expires_at - self.clock()
+        return max(0, int(min(remaining - url.lifetime * share, remaining - 1)))
