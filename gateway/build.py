@@ -81,7 +81,7 @@ class StateBuilder:
             except ConfigError as exc:
                 problems.extend(f"datasets.{name}.backend: {p}" for p in exc.problems)
         try:
-            auth = AuthChain(self.authenticators(policy.auth))
+            auth = AuthChain(self.authenticators(policy.auth), fallback=self.fallback())
         except ConfigError as exc:
             problems.extend(f"auth: {p}" for p in exc.problems)
         if problems:
@@ -104,9 +104,15 @@ class StateBuilder:
 
                 return Gcs(config)
 
+    def fallback(self) -> Authenticator | None:
+        """Development mode: the principal of requests without a credential (real credentials are
+        still checked as they would be)."""
+        if self.settings.dev_principal:
+            return DevAuthenticator(self.settings.dev_principal, frozenset(self.settings.dev_groups))
+        return None
+
     def authenticators(self, config: AuthConfig) -> list[Authenticator]:
-        """Vendor HMAC first, then OIDC; development mode last, so that real credentials are still
-        checked as they would be."""
+        """Vendor HMAC and OIDC (each request is checked by the one whose credential it carries)."""
         authenticators: list[Authenticator] = []
         if config.vendors:
             authenticators.append(self._reuse("vendors", config.vendors, lambda: VendorAuthenticator(
@@ -115,8 +121,6 @@ class StateBuilder:
             authenticators.append(self._reuse("oidc", config.oidc, lambda: OidcAuthenticator(
                 config.oidc, http=self.http, clock=self.clock,
                 on_fetch=lambda issuer, result: self.metrics.jwks_fetches.labels(issuer, result).inc())))
-        if self.settings.dev_principal:
-            authenticators.append(DevAuthenticator(self.settings.dev_principal, frozenset(self.settings.dev_groups)))
         return authenticators
 
     def _reuse(self, name: str, config: object, build: Callable[[], Authenticator]) -> Authenticator:

@@ -72,7 +72,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     log.info("serving on %s (policy %s)", settings.base_url(), app.runtime.holder.current.version)
     if settings.config is None:
         log.info("try %s/v1/datasets/local/objects/<a file in %s>", settings.base_url(), settings.local_dir)
-    uvicorn.run(app, **common)  # type: ignore[arg-type]
+    uvicorn.run(app.asgi, **common)  # type: ignore[arg-type]
     return 0
 
 

@@ -38,6 +38,15 @@ class Unauthenticated(GatewayError):
         self.reason = reason
 
 
+class AmbiguousCredentials(Unauthenticated):
+    """A request that carries two credentials: refused, never decided by one of them."""
+
+    code = "ambiguous_credentials"
+
+    def __init__(self, detail: str = "", *, scheme: str = "Bearer") -> None:
+        super().__init__(detail, scheme=scheme, reason="ambiguous")
+
+
 class Forbidden(GatewayError):
     status = 403
     code = "forbidden"

@@ -72,23 +72,27 @@ class Tally:
     """
 
     def __init__(self) -> None:
-        self._counts: dict[Any, int] = {}
+        self.counts: dict[Any, int] = {}
         self._histograms: dict[Any, _PendingHistogram] = {}
 
     def inc(self, child: Any, amount: int = 1) -> None:
         """Count on a labelled Counter child (``counter.labels(...)``)."""
-        counts = self._counts
+        counts = self.counts
         counts[child] = counts.get(child, 0) + amount
 
     def observe(self, child: Any, value: float) -> None:
         """Observe on a labelled Histogram child."""
+        self.histogram(child).add(value)
+
+    def histogram(self, child: Any) -> _PendingHistogram:
+        """The pending observations of one Histogram child, for a caller that keeps it at hand."""
         pending = self._histograms.get(child)
         if pending is None:
             pending = self._histograms[child] = _PendingHistogram(child)
-        pending.add(value)
+        return pending
 
     def flush(self) -> None:
-        counts, self._counts = self._counts, {}
+        counts, self.counts = self.counts, {}
         for child, amount in counts.items():
             child.inc(amount)
         for pending in self._histograms.values():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -27,8 +27,6 @@ class Principal:
     key_id: str | None = None
     groups: frozenset[str] = frozenset()
     scopes: frozenset[str] = frozenset()
-    # When the credential stops being valid (a token's exp), for caches; not part of the identity.
-    expires_at: float | None = field(default=None, compare=False)
 
     @property
     def anonymous(self) -> bool:
@@ -66,14 +64,16 @@ class Decision:
         return str(self.reason)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestContext:
-    """What the service layer knows about a request, independent of HTTP."""
+    """What the service layer knows about a request, independent of HTTP. Not frozen: one is
+    built for every request, and a frozen dataclass costs three times as much to build."""
 
     request_id: str
     client_ip: IPAddress
     user_agent: str = ""
     principal: Principal = ANONYMOUS
+    client_text: str = ""  # the address as text, when the caller has it already (audit records)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from urllib.parse import unquote
 from starlette.types import Scope
 
 from gateway.auth import AuthRequest
-from gateway.auth.client_ip import client_ip
+from gateway.auth.client_ip import client_address
 from gateway.errors import NotFound
 from gateway.logs import request_id_var
 from gateway.models import RequestContext
@@ -45,22 +45,14 @@ async def request_context(
 ) -> RequestContext:
     headers = header_map(scope) if headers is None else headers
     client = scope.get("client")
-    peer = client[0] if client else None
-    ip = client_ip(peer, headers, trusted)
-    ctx = RequestContext(request_id_var.get() or "-", ip, headers.get("user-agent", ""))
+    ip, text = client_address(client[0] if client else None, headers, trusted)
+    request_id = request_id_var.get() or "-"
+    user_agent = headers.get("user-agent", "")
     if not authenticate:
-        return ctx
-    auth_request = AuthRequest(
-        method=scope["method"],
-        path=raw_path(scope).decode("latin-1"),
-        query=scope.get("query_string", b"").decode("latin-1"),
-        headers=headers,
-        client_ip=ip,
-    )
-    principal = await service.authenticate(auth_request, ctx)
-    if principal.anonymous:
-        return ctx
-    return RequestContext(ctx.request_id, ip, ctx.user_agent, principal)
+        return RequestContext(request_id, ip, user_agent, client_text=text)
+    auth_request = AuthRequest(scope["method"], raw_path(scope).decode("latin-1"),
+                               scope.get("query_string", b"").decode("latin-1"), headers, ip)
+    return await service.authenticate(auth_request, RequestContext(request_id, ip, user_agent, client_text=text))
 
 
 def split_path(path: bytes, prefix: bytes, middle: bytes) -> tuple[str, bytes]:

@@ -75,7 +75,7 @@ class EdgeMiddleware:
         self._tally = metrics.tally
         # Label lookups cost microseconds each; the label sets are small and fixed, so keep them.
         self._counters: dict[tuple[str, int], Any] = {}
-        self._timers: dict[str, Any] = {}
+        self._timers: dict[str, Any] = {}  # route -> its latency histogram's pending observations
         # Unique per process (random prefix) and cheap per request (a counter): ids are not secrets.
         self._id_prefix = secrets.token_hex(4)
         self._ids = itertools.count(1)
@@ -137,14 +137,15 @@ class EdgeMiddleware:
                 await internal_error(request_id)(scope, receive, send_edge)
         finally:
             route = route_label(scope["method"], scope["path"])
+            counts = self._tally.counts
             counter = self._counters.get((route, status))
             if counter is None:
                 counter = self._counters[(route, status)] = self.metrics.requests.labels(route, str(status))
-            self._tally.inc(counter)
+            counts[counter] = counts.get(counter, 0) + 1
             timer = self._timers.get(route)
             if timer is None:
-                timer = self._timers[route] = self.metrics.request_seconds.labels(route)
-            self._tally.observe(timer, time.perf_counter() - started)
+                timer = self._timers[route] = self._tally.histogram(self.metrics.request_seconds.labels(route))
+            timer.add(time.perf_counter() - started)
             request_id_var.reset(token)
 
     def _allowed(self, origin: bytes) -> bool:

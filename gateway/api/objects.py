@@ -41,25 +41,14 @@ def _wants_json(scope: Scope, headers: dict[str, str]) -> bool:
     return "application/json" in accept and "text/html" not in accept
 
 
-class RawResponse:
-    """A body-less response sent as two ASGI messages: the redirect is the hot path, and building a
-    Starlette Response (header normalization, content-length rendering) costs more than the rest."""
-
-    __slots__ = ("status", "headers")
-
-    def __init__(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        self.status = status
-        self.headers = headers
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
-        await send({"type": "http.response.body", "body": b""})
-
-
-def redirect(url: SignedUrl, max_age: int) -> RawResponse:
-    """The Location is the backend's URL for the authorized key; nothing from the request is in it."""
-    return RawResponse(302, [(b"location", url.url.encode("latin-1")),
-                             (b"cache-control", b"private, max-age=%d" % max_age), *_REDIRECT])
+async def redirect(send: Send, url: SignedUrl, max_age: int) -> None:
+    """Send the redirect as two raw ASGI messages: it is the hot path, and a Starlette Response
+    (header normalization, content-length rendering) costs more than the rest. The Location is the
+    backend's URL for the authorized key; nothing from the request is in it."""
+    headers = [(b"location", url.url.encode("latin-1")), (b"cache-control", b"private, max-age=%d" % max_age),
+               *_REDIRECT]
+    await send({"type": "http.response.start", "status": 302, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
 
 
 class ObjectRoutes:
@@ -76,28 +65,28 @@ class ObjectRoutes:
             return
         path = raw_path(scope)
         if path.startswith(OBJECTS):
-            handler = self.objects
+            if scope["method"] not in ("GET", "HEAD"):
+                raise MethodNotAllowed("use GET or HEAD")
+            await self.objects(scope, receive, send, path)
         elif path.startswith(LOCAL):
-            handler = self.local
+            if scope["method"] not in ("GET", "HEAD"):
+                raise MethodNotAllowed("use GET or HEAD")
+            await (await self.local(scope, path))(scope, receive, send)
         else:
             await self.app(scope, receive, send)
-            return
-        if scope["method"] not in ("GET", "HEAD"):
-            raise MethodNotAllowed("use GET or HEAD")
-        response = await handler(scope, path)
-        await response(scope, receive, send)
 
-    async def objects(self, scope: Scope, path: bytes) -> Response | RawResponse:
+    async def objects(self, scope: Scope, receive: Receive, send: Send, path: bytes) -> None:
         dataset, raw_key = split_path(path, OBJECTS, b"objects/")
         headers = header_map(scope)
         ctx = await request_context(scope, self.service, self.trusted, headers=headers)
-        as_json = _wants_json(scope, headers)
-        url, max_age = await self.service.sign(ctx, dataset, raw_key, action="sign" if as_json else "redirect",
-                                               status=200 if as_json else 302)
-        if as_json:
-            return json_response(url_json(url), 200, {
+        if _wants_json(scope, headers):
+            url, max_age = await self.service.sign(ctx, dataset, raw_key, action="sign", status=200)
+            response = json_response(url_json(url), 200, {
                 "Cache-Control": f"private, max-age={max_age}", "Referrer-Policy": "no-referrer", "Vary": "Accept"})
-        return redirect(url, max_age)
+            await response(scope, receive, send)
+            return
+        url, max_age = await self.service.sign(ctx, dataset, raw_key, action="redirect", status=302)
+        await redirect(send, url, max_age)
 
     async def local(self, scope: Scope, path: bytes) -> Response:
         dataset, raw_key = split_path(path, LOCAL, b"")

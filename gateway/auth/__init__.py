@@ -10,13 +10,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway.errors import Unauthenticated
+from gateway.errors import AmbiguousCredentials, Unauthenticated
 from gateway.models import ANONYMOUS, IPAddress, Principal
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AuthRequest:
-    """What an authenticator may look at. Header names are lower-case."""
+    """What an authenticator may look at. Header names are lower-case. Not frozen: one is built
+    for every request, and a frozen dataclass costs three times as much to build."""
 
     method: str
     path: str  # the raw path, still percent-encoded, as sent
@@ -26,6 +27,16 @@ class AuthRequest:
 
 
 class Authenticator(Protocol):
+    """One way of proving who is asking. ``carries`` is a cheap look at the request (is my kind of
+    credential there at all?); ``authenticate`` checks it."""
+
+    # True for the authenticator of the Authorization header (any scheme in it is its to judge).
+    reads_authorization: bool
+
+    def carries(self, request: AuthRequest) -> bool:
+        """Does the request hold a credential of this kind (valid or not)?"""
+        ...
+
     async def authenticate(self, request: AuthRequest) -> Principal | None:
         """Return a principal, None when the request does not use this scheme, or raise Unauthenticated."""
         ...
@@ -38,19 +49,36 @@ class ReplayStore(Protocol):
 
 
 class AuthChain:
-    """Tries each authenticator in order; no credential at all is the anonymous principal."""
+    """Finds the one credential a request carries and has its authenticator check it.
 
-    def __init__(self, authenticators: Sequence[Authenticator]) -> None:
+    No credential at all is the ``fallback`` (development mode) or the anonymous principal. Two
+    credentials (say vendor signature headers and a bearer token) are refused as ambiguous: the
+    gateway never chooses between them, since one of them might be the forged one.
+    """
+
+    def __init__(self, authenticators: Sequence[Authenticator], *, fallback: Authenticator | None = None) -> None:
         self.authenticators = tuple(authenticators)
+        self.fallback = fallback
+        self._reads_authorization = any(a.reads_authorization for a in self.authenticators)
 
     async def authenticate(self, request: AuthRequest) -> Principal:
-        for authenticator in self.authenticators:
-            principal = await authenticator.authenticate(request)
+        present = [a for a in self.authenticators if a.carries(request)]
+        count = len(present)
+        if not self._reads_authorization and "authorization" in request.headers:
+            count += 1  # an Authorization header nobody here reads is still a credential
+        if count > 1:
+            raise AmbiguousCredentials("the request carries more than one credential; send exactly one")
+        if present:
+            principal = await present[0].authenticate(request)
             if principal is not None:
                 return principal
-        # A credential that no configured scheme claims is refused, never treated as anonymous.
         if "authorization" in request.headers:
+            # A credential that no configured scheme accepts is refused, never treated as anonymous.
             raise Unauthenticated(
                 "the Authorization header uses a scheme or issuer this gateway does not accept"
             )
+        if self.fallback is not None:
+            principal = await self.fallback.authenticate(request)
+            if principal is not None:
+                return principal
         return ANONYMOUS

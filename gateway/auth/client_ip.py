@@ -37,11 +37,25 @@ _MAX_NODE = 64  # longer than any IP address with port and brackets
 _MAX_HOPS = 64  # a longer chain is abuse; its far end is never reached
 
 
-@functools.lru_cache(maxsize=8192)
-def parse_ip(text: str | None) -> IPAddress | None:
-    """An IP address, optionally with a port or IPv6 brackets; None for anything else.
+Address = tuple[IPAddress, str]  # the address and its canonical text (for audit records)
+UNKNOWN: Address = (UNKNOWN_CLIENT, str(UNKNOWN_CLIENT))
 
-    Cached (bounded): peers and proxy hops repeat, and ipaddress parsing costs microseconds."""
+
+def parse_ip(text: str | None) -> IPAddress | None:
+    """An IP address, optionally with a port or IPv6 brackets; None for anything else."""
+    parsed = parse_address(text)
+    return None if parsed is None else parsed[0]
+
+
+@functools.lru_cache(maxsize=8192)
+def parse_address(text: str | None) -> Address | None:
+    """Like :func:`parse_ip`, with the address's canonical text. Cached (bounded): peers and proxy
+    hops repeat, and ipaddress parsing and formatting cost microseconds each."""
+    address = _parse(text)
+    return None if address is None else (address, str(address))
+
+
+def _parse(text: str | None) -> IPAddress | None:
     if not text:
         return None
     node = text.strip()
@@ -117,24 +131,24 @@ def _unquote(value: str) -> str:
     return value
 
 
-def _forwarded_hops(value: str) -> list[IPAddress | None]:
+def _forwarded_hops(value: str) -> list[Address | None]:
     """The ``for=`` node of each RFC 7239 element; None where it is missing, obfuscated or garbage."""
-    hops: list[IPAddress | None] = []
+    hops: list[Address | None] = []
     for element in _split(value, ","):
         if not element.strip():
             continue
-        node: IPAddress | None = None
+        node: Address | None = None
         for pair in _split(element, ";"):
             name, sep, raw = pair.partition("=")
             if sep and name.strip().lower() == "for":
-                node = parse_ip(_unquote(raw))
+                node = parse_address(_unquote(raw))
                 break
         hops.append(node)
     return hops
 
 
-def _xff_hops(value: str) -> list[IPAddress | None]:
-    return [parse_ip(part) for part in value.split(",") if part.strip()]
+def _xff_hops(value: str) -> list[Address | None]:
+    return [parse_address(part) for part in value.split(",") if part.strip()]
 
 
 def client_ip(
@@ -149,11 +163,22 @@ def client_ip(
     ``peer`` is the socket peer's address; None or anything unparseable (a Unix socket path, say)
     gives ``UNKNOWN_CLIENT`` without looking at any header, since its trust cannot be known.
     """
-    address = parse_ip(peer.split("%", 1)[0] if peer else peer)
+    return client_address(peer, headers, trusted, prefer=prefer)[0]
+
+
+def client_address(
+    peer: str | None,
+    headers: Mapping[str, str],
+    trusted: Sequence[Network],
+    *,
+    prefer: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for",
+) -> Address:
+    """:func:`client_ip`, with the address's canonical text."""
+    address = parse_address(peer.split("%", 1)[0] if peer else peer)
     if address is None:
-        return UNKNOWN_CLIENT
+        return UNKNOWN
     # Only a trusted proxy may speak for someone else.
-    if not trusted or not _trusted(address, trusted):
+    if not trusted or not _trusted(address[0], trusted):
         return address
     xff = _header(headers, "x-forwarded-for")
     forwarded = _header(headers, "forwarded")
@@ -163,8 +188,8 @@ def client_ip(
         hops = _xff_hops(xff) if xff else _forwarded_hops(forwarded or "")
     for hop in reversed(hops[-_MAX_HOPS:]):
         if hop is None:
-            return UNKNOWN_CLIENT
+            return UNKNOWN
         address = hop
-        if not _trusted(hop, trusted):
+        if not _trusted(hop[0], trusted):
             return hop
     return address

@@ -17,6 +17,11 @@ class DevAuthenticator:
         self.principal = Principal(AuthMethod.DEVELOPMENT, subject=email, email=email, issuer="development",
                                    groups=groups)
 
+    reads_authorization = False
+
+    def carries(self, request: AuthRequest) -> bool:
+        return False  # it is the chain's fallback for requests that carry no credential
+
     async def authenticate(self, request: AuthRequest) -> Principal | None:
         if "authorization" in request.headers or "x-gateway-signature" in request.headers:
             return None  # a real credential is checked by the real authenticators

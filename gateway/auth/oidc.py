@@ -160,7 +160,6 @@ def principal_from_claims(issuer: OidcIssuer, claims: Mapping[str, Any]) -> Prin
     if not isinstance(subject, str) or not subject:
         raise _fail(OidcReason.MISSING_CLAIM, f"the token has no {issuer.subject_claim} claim")
     email = claims.get(issuer.email_claim)
-    exp = claims.get("exp")
     return Principal(
         method=AuthMethod.OIDC,
         subject=subject,
@@ -169,7 +168,6 @@ def principal_from_claims(issuer: OidcIssuer, claims: Mapping[str, Any]) -> Prin
         groups=_names(claims.get(issuer.groups_claim), split=False),
         # Okta puts scopes in "scp" (a list); RFC 9068 uses "scope" (a space-separated string).
         scopes=_names(claims.get("scp"), split=True) | _names(claims.get("scope"), split=True),
-        expires_at=float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None,
     )
 
 
@@ -198,13 +196,19 @@ class OidcAuthenticator:
         self._jwks = {
             i.name: JwksCache(i, http, clock=monotonic, timeout=fetch_timeout, on_fetch=on_fetch) for i in self.issuers
         }
-        self._cache: OrderedDict[bytes, tuple[OidcIssuer, Mapping[str, Any], Principal, float, float]] = OrderedDict()
+        self._cache: OrderedDict[bytes, tuple[OidcIssuer, Mapping[str, Any], Principal, float, float, bytes]] = (
+            OrderedDict())
         self._cache_size = token_cache_size
         # The signature check only; claims are checked here, against the injected clock.
         self._jws = jwt.PyJWS(options={"verify_signature": True, "enforce_minimum_key_length": True})
 
+    reads_authorization = True
+
     def jwks(self, issuer_name: str) -> JwksCache:
         return self._jwks[issuer_name]
+
+    def carries(self, request: AuthRequest) -> bool:
+        return "authorization" in request.headers
 
     async def authenticate(self, request: AuthRequest) -> Principal | None:
         header = request.headers.get("authorization")
@@ -213,25 +217,35 @@ class OidcAuthenticator:
         scheme, _, token = header.strip().partition(" ")
         if scheme.lower() != "bearer":
             return None  # another scheme; the chain refuses what nobody claims
-        return await self.verify(token.strip())
+        token = token.strip()
+        # A token verified before costs a hash and a lookup, without a coroutine.
+        return self.cached(token) or await self.verify(token)
+
+    def cached(self, token: str) -> Principal | None:
+        """The principal of a token verified before, while its times still hold; None when it
+        was not verified yet. Raises Unauthenticated once the token's times no longer hold."""
+        cached = self._cache.get(hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest())
+        if cached is None:
+            return None
+        issuer, claims, principal, valid_from, valid_until, digest = cached
+        now = self._clock()
+        if not valid_from <= now <= valid_until:
+            try:  # outside the window the claims were checked for: say exactly why
+                check_times(issuer, claims, now)
+            except Unauthenticated:
+                del self._cache[digest]
+                raise
+        self._cache.move_to_end(digest)
+        return principal
 
     async def verify(self, token: str) -> Principal:
         """The principal for a valid token, or Unauthenticated / Unavailable."""
         if not token:
             raise _fail(OidcReason.MALFORMED, "the bearer token is empty")
-        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-        cached = self._cache.get(digest)
-        if cached is not None:
-            issuer, claims, principal, valid_from, valid_until = cached
-            now = self._clock()
-            if not valid_from <= now <= valid_until:
-                try:  # outside the window the claims were checked for: say exactly why
-                    check_times(issuer, claims, now)
-                except Unauthenticated:
-                    del self._cache[digest]
-                    raise
-            self._cache.move_to_end(digest)
+        principal = self.cached(token)
+        if principal is not None:
             return principal
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
         header, unverified = unverified_parts(token)
         issuer = select_issuer(self.issuers, unverified)
@@ -278,6 +292,6 @@ class OidcAuthenticator:
         exp = _number(claims, "exp") or 0.0
         starts = [t for t in (_number(claims, "nbf"), _number(claims, "iat")) if t is not None]
         valid_from = max(starts) - issuer.leeway if starts else -math.inf
-        self._cache[digest] = (issuer, claims, principal, valid_from, exp + issuer.leeway)
+        self._cache[digest] = (issuer, claims, principal, valid_from, exp + issuer.leeway, digest)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

@@ -116,9 +116,15 @@ class VendorAuthenticator:
         if problems:
             raise ConfigError("auth.vendors", problems)
 
+    reads_authorization = False
+
     @property
     def key_ids(self) -> frozenset[str]:
         return frozenset(self._keys)
+
+    def carries(self, request: AuthRequest) -> bool:
+        headers = request.headers
+        return _HEADERS[0] in headers or _HEADERS[1] in headers or _HEADERS[2] in headers
 
     async def authenticate(self, request: AuthRequest) -> Principal | None:
         values = [_header(request.headers, name) for name in _HEADERS]

@@ -63,8 +63,12 @@ def _ranges(rule: Rule) -> Ranges | None:
 
 
 def _in_ranges(ip: IPAddress, ranges: Ranges) -> bool:
+    return _in((ip.version, int(ip)), ranges)
+
+
+def _in(ip: tuple[int, int], ranges: Ranges) -> bool:
     # Integer comparisons: ipaddress's own containment test is several times slower per request.
-    version, value = ip.version, int(ip)
+    version, value = ip
     for v, first, last in ranges:
         if v == version and first <= value <= last:
             return True
@@ -83,6 +87,8 @@ class CompiledRule:
     ``_rule_gaps`` states the same conditions in words, for ``gateway explain``."""
 
     rule: Rule
+    allow: Decision  # the decisions this rule makes, built once
+    key_denied: Decision
     ranges: Ranges | None
     vendors: frozenset[str] | None
     issuers: frozenset[str] | None
@@ -95,11 +101,14 @@ class CompiledRule:
     def of(cls, rule: Rule) -> CompiledRule:
         domains = None if rule.email_domains is None else tuple(
             "@" + d.lower().lstrip("@") for d in rule.email_domains)
-        return cls(rule, _ranges(rule), _set(rule.vendors), _set(rule.issuers), _set(rule.groups),
-                   _set(rule.subjects), _set(rule.emails, lower=True), domains)
+        return cls(rule, Decision(True, rule=rule.name),
+                   Decision(False, rule=rule.name, reason=DenyReason.KEY_NOT_ALLOWED), _ranges(rule),
+                   _set(rule.vendors), _set(rule.issuers), _set(rule.groups), _set(rule.subjects),
+                   _set(rule.emails, lower=True), domains)
 
-    def matches(self, principal: Principal, client_ip: IPAddress) -> bool:
-        if self.ranges is not None and not _in_ranges(client_ip, self.ranges):
+    def matches(self, principal: Principal, client_ip: IPAddress, ip: tuple[int, int]) -> bool:
+        """``ip`` is ``client_ip`` as (version, integer), computed once per decision."""
+        if self.ranges is not None and not _in(ip, self.ranges):
             return False
         if self.rule.anonymous:
             return True
@@ -122,25 +131,63 @@ class CompiledRule:
         return self.domains is None or email.endswith(self.domains)
 
 
-@dataclass(frozen=True)
+_MEMO_ENTRIES = 16_384
+_NO_RULES = Decision(False, reason=DenyReason.NO_RULES)
+_NO_RULE_MATCHED = Decision(False, reason=DenyReason.NO_RULE_MATCHED)
+
+
+@dataclass(frozen=True, eq=False)
 class CompiledDataset:
+    """A dataset ready for the request path: its rules compiled, its URL timing worked out.
+
+    URLs are signed at the start of a time bucket ``url_ttl x (1 - min_remaining)`` wide and handed
+    out only while ``min_life`` seconds of their life remain (see gateway.service.signing)."""
+
     name: str
     config: Dataset
     url_ttl: float
     key_pattern: re.Pattern[str]
     rules: tuple[CompiledRule, ...] = ()
+    min_remaining: float = 0.5
+    ttl: int = field(init=False)
+    bucket: int = field(init=False)
+    min_life: float = field(init=False)
+    _memo: dict[tuple[int, int], tuple[Principal, IPAddress, CompiledRule | None]] = field(
+        init=False, default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        ttl = int(self.url_ttl)
+        object.__setattr__(self, "ttl", ttl)
+        object.__setattr__(self, "bucket", max(1, int(ttl * (1 - self.min_remaining))))
+        object.__setattr__(self, "min_life", ttl * self.min_remaining)
 
     def decide(self, principal: Principal, client_ip: IPAddress, key: str) -> Decision:
         """Deny by default: no rules, or no matching rule, is a denial with a reason."""
         if not self.rules:
-            return Decision(False, reason=DenyReason.NO_RULES)
-        for compiled in self.rules:
-            rule = compiled.rule
-            if compiled.matches(principal, client_ip):
-                if not self.key_pattern.match(key):
-                    return Decision(False, rule=rule.name, reason=DenyReason.KEY_NOT_ALLOWED)
-                return Decision(True, rule=rule.name)
-        return Decision(False, reason=DenyReason.NO_RULE_MATCHED)
+            return _NO_RULES
+        rule = self.matching_rule(principal, client_ip)
+        if rule is None:
+            return _NO_RULE_MATCHED
+        return rule.allow if self.key_pattern.match(key) else rule.key_denied
+
+    def matching_rule(self, principal: Principal, client_ip: IPAddress) -> CompiledRule | None:
+        """The first rule that admits this caller from this address, whatever the key.
+
+        Remembered per (principal, address) object pair: a caller asks for many keys, and rules do
+        not depend on the key. The memo is keyed by identity and holds both objects, so an id is
+        never reused while its entry lives; both are immutable, so equal inputs mean equal answers.
+        It lives and dies with this compiled policy (a reload starts afresh), and is bounded.
+        """
+        memo = self._memo
+        entry = memo.get((id(principal), id(client_ip)))
+        if entry is not None and entry[0] is principal and entry[1] is client_ip:
+            return entry[2]
+        ip = (client_ip.version, int(client_ip))
+        found = next((rule for rule in self.rules if rule.matches(principal, client_ip, ip)), None)
+        if len(memo) >= _MEMO_ENTRIES:
+            memo.clear()
+        memo[(id(principal), id(client_ip))] = (principal, client_ip, found)
+        return found
 
     def explain(self, principal: Principal, client_ip: IPAddress) -> list[RuleCheck]:
         checks = []
@@ -176,6 +223,7 @@ def compile_policy(policy: PolicyFile, raw: bytes | None = None) -> CompiledPoli
             url_ttl=ds.url_ttl if ds.url_ttl is not None else policy.defaults.url_ttl,
             key_pattern=compile_globs(ds.allow_keys),
             rules=tuple(CompiledRule.of(rule) for rule in ds.rules),
+            min_remaining=policy.defaults.min_remaining,
         )
         for name, ds in policy.datasets.items()
     }

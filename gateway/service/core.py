@@ -19,7 +19,7 @@ from gateway.cache import SharedUrlCache, UrlCache
 from gateway.errors import Forbidden, GatewayError, InvalidKey, PayloadTooLarge, Unauthenticated, UnknownDataset
 from gateway.keys import canonical_key, validate_key
 from gateway.metrics import Metrics
-from gateway.models import AuditRecord, Decision, DenyReason, IPAddress, Principal, RequestContext, SignedUrl
+from gateway.models import AuditRecord, Decision, DenyReason, IPAddress, RequestContext, SignedUrl
 from gateway.policy import CompiledDataset
 from gateway.ratelimit import RateLimiter
 from gateway.service.limits import RateLimits
@@ -71,44 +71,60 @@ class GatewayService:
         return self.holder.current.policy.source.defaults.batch_limit
 
     # -- authentication -------------------------------------------------------------------
-    async def authenticate(self, request: AuthRequest, ctx: RequestContext) -> Principal:
+    async def authenticate(self, request: AuthRequest, ctx: RequestContext) -> RequestContext:
+        """``ctx`` (anonymous so far), given the principal the request's credential proves; a bad
+        credential is audited and raised."""
         try:
-            return await self.holder.current.auth.authenticate(request)
+            principal = await self.holder.current.auth.authenticate(request)
         except Unauthenticated as exc:
             self.metrics.auth_failures.labels(exc.scheme.lower(), exc.reason).inc()
-            await self._audit(ctx, "authenticate", None, None, Decision(False, reason=DenyReason.UNAUTHENTICATED),
-                              exc.status, started=time.perf_counter())
+            await self._audit(ctx, "authenticate", None, None, _UNAUTHENTICATED, exc.status,
+                              started=time.perf_counter())
             raise
+        ctx.principal = principal
+        return ctx
 
     # -- signing ----------------------------------------------------------------------------
     async def sign(self, ctx: RequestContext, dataset: str, raw_key: str | bytes, *, action: str,
                    status: int = 302) -> tuple[SignedUrl, int]:
         """Authorize and sign one key; returns the URL and how long a browser may keep the answer.
-        ``raw_key`` is still percent-encoded, as it came in the path."""
+        ``raw_key`` is still percent-encoded, as it came in the path.
+
+        The request path's case: written so that a cached URL costs no coroutine but the audit
+        record's (and none at all while audit is not fail-closed)."""
         started = time.perf_counter()
         state = self.holder.current
-        ds = await self._dataset(ctx, state, dataset, action, started)
-        await self._rate_limit(ctx, ds, 1, action, started)
+        ds = state.policy.datasets.get(dataset)
+        if ds is None:
+            await self._unknown_dataset(ctx, dataset, action, started)
+        if ds.config.rate_limit is not None:
+            await self._rate_limit(ctx, ds, 1, action, started)
         try:
             key = canonical_key(raw_key)
         except InvalidKey as exc:
             await self._deny(ctx, action, dataset, None, DenyReason.INVALID_KEY, exc, started)
         decision = ds.decide(ctx.principal, ctx.client_ip, key)
-        if decision.allowed:
-            self._tally.inc(self._allowed)
-        else:
+        if not decision.allowed:
             self.metrics.decisions.labels("deny", decision.reason or "none").inc()
             refusal = _refusal(ctx, ds, decision)
             await self._audit(ctx, action, dataset, key, decision, refusal.status, started=started)
             raise refusal
-        try:
-            url, hit = await self.signer.one(state, ds, key)
-        except GatewayError as exc:
-            await self._audit(ctx, action, dataset, key, decision, exc.status, started=started)
-            raise
-        await self._audit(ctx, action, dataset, key, decision, status, started=started,
-                          cache="hit" if hit else "miss")
-        return url, self.signer.max_age(state, url)
+        self._tally.inc(self._allowed)
+        url = self.signer.cached(state, ds, key)
+        cache = "hit"
+        if url is None:
+            cache = "miss"
+            try:
+                url = await self.signer.one(state, ds, key)
+            except GatewayError as exc:
+                await self._audit(ctx, action, dataset, key, decision, exc.status, started=started)
+                raise
+        record = self._record(ctx, action, dataset, key, decision, status, started, cache)
+        if self.audit.fail_closed:
+            await self.audit.emit_confirmed(record)
+        else:
+            self.audit.emit(record)
+        return url, self.signer.max_age(ds, url)
 
     async def sign_batch(self, ctx: RequestContext, dataset: str, keys: Sequence[Any]) -> list[BatchItem]:
         """Sign many keys in one pass. One bad key never fails the batch; results keep the order."""
@@ -193,9 +209,12 @@ class GatewayService:
                        started: float) -> CompiledDataset:
         ds = state.policy.dataset(name)
         if ds is None:
-            exc = UnknownDataset(f"there is no dataset named {name[:64]!r}")
-            await self._deny(ctx, action, name[:64], None, DenyReason.UNKNOWN_DATASET, exc, started)
+            await self._unknown_dataset(ctx, name, action, started)
         return ds
+
+    async def _unknown_dataset(self, ctx: RequestContext, name: str, action: str, started: float) -> NoReturn:
+        exc = UnknownDataset(f"there is no dataset named {name[:64]!r}")
+        await self._deny(ctx, action, name[:64], None, DenyReason.UNKNOWN_DATASET, exc, started)
 
     async def _deny(self, ctx: RequestContext, action: str, dataset: str, key: str | None,
                     reason: DenyReason, exc: GatewayError, started: float) -> NoReturn:
@@ -206,14 +225,22 @@ class GatewayService:
     async def _audit(self, ctx: RequestContext, action: str, dataset: str | None, key: str | None,
                      decision: Decision, status: int, *, started: float, cache: str | None = None,
                      keys: list[str] | None = None, denied: int | None = None) -> None:
+        await self.audit.record(self._record(ctx, action, dataset, key, decision, status, started, cache, keys,
+                                             denied))
+
+    def _record(self, ctx: RequestContext, action: str, dataset: str | None, key: str | None, decision: Decision,
+                status: int, started: float, cache: str | None = None, keys: list[str] | None = None,
+                denied: int | None = None) -> AuditRecord:
         # Positional: this runs for every request, and keyword arguments cost a dataclass more.
-        record = AuditRecord(
+        return AuditRecord(
             self.clock(), ctx.request_id, action, dataset, key, "allow" if decision.allowed else "deny",
-            decision.rule, str(decision.reason) if decision.reason else None, status, _ip_text(ctx.client_ip),
+            decision.rule, decision.reason, status, ctx.client_text or _ip_text(ctx.client_ip),
             ctx.user_agent[:256], ctx.principal, cache, round((time.perf_counter() - started) * 1000, 3), keys,
             denied,
         )
-        await self.audit.record(record)
+
+
+_UNAUTHENTICATED = Decision(False, reason=DenyReason.UNAUTHENTICATED)
 
 
 @functools.lru_cache(maxsize=8192)

@@ -36,39 +36,53 @@ class UrlSigner:
         self._memory_hit = metrics.cache_requests.labels("memory", "hit")
         self._memory_miss = metrics.cache_requests.labels("memory", "miss")
         self._sign_seconds = functools.lru_cache(maxsize=None)(metrics.sign_seconds.labels)
+        self._prefixes: dict[tuple[str, str, int], str] = {}
 
     def _bucket(self, state: State, ds: CompiledDataset) -> tuple[float, int, int, float, str]:
         """(now, ttl, signed_at, minimum life, cache-key prefix) for the current time bucket."""
-        ttl = int(ds.url_ttl)
-        share = state.policy.source.defaults.min_remaining
-        width = max(1, int(ttl * (1 - share)))
         now = self.clock()
+        width = ds.bucket
         signed_at = int(now // width * width)
-        return now, ttl, signed_at, ttl * share, f"{state.version}\x00{ds.name}\x00{signed_at}\x00{ttl}\x00"
+        key = (state.version, ds.name, signed_at)
+        prefix = self._prefixes.get(key)
+        if prefix is None:
+            if len(self._prefixes) > 256:
+                self._prefixes.clear()  # old buckets and versions: a few per dataset
+            prefix = self._prefixes[key] = f"{state.version}\x00{ds.name}\x00{signed_at}\x00{ds.ttl}\x00"
+        return now, ds.ttl, signed_at, ds.min_life, prefix
 
-    async def one(self, state: State, ds: CompiledDataset, key: str) -> tuple[SignedUrl, bool]:
-        """One key, the request path's case: (the URL, whether a cache had it)."""
+    def cached(self, state: State, ds: CompiledDataset, key: str) -> SignedUrl | None:
+        """The in-process level alone, without a coroutine: the request path's common case."""
+        now, _, _, min_life, prefix = self._bucket(state, ds)
+        url = self.cache.get(prefix + key, now=now, min_remaining=min_life)
+        if url is not None:
+            self._tally.inc(self._memory_hit)
+        return url
+
+    async def one(self, state: State, ds: CompiledDataset, key: str) -> SignedUrl:
+        """One key that :meth:`cached` did not have: Redis where it pays, then the backend."""
         backend = state.backends[ds.name]
         if backend.shared_cache:
-            (url,), hits = await self.many(state, ds, [key])
-            return url, hits == 1
+            (url,), _ = await self.many(state, ds, [key], memory_checked=True)
+            return url
         now, ttl, signed_at, min_life, prefix = self._bucket(state, ds)
-        cached = self.cache.get(prefix + key, now=now, min_remaining=min_life)
-        if cached is not None:
-            self._tally.inc(self._memory_hit)
-            return cached, True
         self._tally.inc(self._memory_miss)
         t0 = time.perf_counter()
         (url,) = await backend.sign([key], signed_at=signed_at, expires_in=ttl)
         self._tally.observe(self._sign_seconds(backend.kind), time.perf_counter() - t0)
         self.cache.put(prefix + key, url)
-        return url, False
+        return url
 
-    async def many(self, state: State, ds: CompiledDataset, keys: list[str]) -> tuple[list[SignedUrl], int]:
+    async def many(self, state: State, ds: CompiledDataset, keys: list[str], *,
+                   memory_checked: bool = False) -> tuple[list[SignedUrl], int]:
         """Many keys, in order, and how many came from a cache."""
         backend: Backend = state.backends[ds.name]
         now, ttl, signed_at, min_life, prefix = self._bucket(state, ds)
-        urls: list[SignedUrl | None] = [self.cache.get(prefix + k, now=now, min_remaining=min_life) for k in keys]
+        urls: list[SignedUrl | None]
+        if memory_checked:
+            urls = [None] * len(keys)
+        else:
+            urls = [self.cache.get(prefix + k, now=now, min_remaining=min_life) for k in keys]
         missing = [i for i, url in enumerate(urls) if url is None]
         hits = len(keys) - len(missing)
         self._tally.inc(self._memory_hit, hits)
@@ -109,8 +123,7 @@ class UrlSigner:
                     self.metrics.redis_fallbacks.labels("cache").inc()
         return [u for u in urls if u is not None], hits
 
-    def max_age(self, state: State, url: SignedUrl) -> int:
+    def max_age(self, ds: CompiledDataset, url: SignedUrl) -> int:
         """Browsers may keep the redirect until the time bucket ends, never past the URL's life."""
-        share = state.policy.source.defaults.min_remaining
         remaining = url.expires_at - self.clock()
-        return max(0, int(min(remaining - url.lifetime * share, remaining - 1)))
+        return max(0, int(min(remaining - (url.expires_at - url.signed_at) * ds.min_remaining, remaining - 1)))

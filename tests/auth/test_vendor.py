@@ -239,11 +239,16 @@ async def test_raw_utf8_path_from_the_http_layer(make: Callable[..., VendorAuthe
 
 async def test_a_bad_vendor_credential_never_falls_through(make: Callable[..., VendorAuthenticator]) -> None:
     class Permissive:
+        reads_authorization = False
+
+        def carries(self, request: AuthRequest) -> bool:
+            return False
+
         async def authenticate(self, request: AuthRequest) -> Any:
             raise AssertionError("the chain must stop at the vendor's refusal")
 
     with pytest.raises(Unauthenticated):
-        await AuthChain([make(), Permissive()]).authenticate(signed(key_id="aq-9"))
+        await AuthChain([make(), Permissive()], fallback=Permissive()).authenticate(signed(key_id="aq-9"))
 
 
 def test_secrets_load_from_env_and_file(tmp_path: Path, wall: FakeClock) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import InvalidKey
@@ -216,3 +217,28 @@ def test_no_accepted_key_has_a_dot_segment(key: str) -> None:
 )
 def test_compile_globs(globs: list[str], key: str, matches: bool) -> None:
     assert (compile_globs(globs).match(key) is not None) is matches
+
+
+# -- the one-scan fast path against the obvious per-segment check it replaced -----------------------
+
+_REFERENCE_DOTS = re.compile(r"%(25)*2e", re.IGNORECASE)
+
+
+def _reference_ok(key: str) -> bool:
+    """The per-segment rules written out plainly (what validate_key's single scan must agree with)."""
+    if not key or len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        return False
+    if re.search(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]", key) or "\\" in key:
+        return False
+    return all(segment and _REFERENCE_DOTS.sub(".", segment) not in {".", ".."} for segment in key.split("/"))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("/.%25eEa\\\n\x00\u2028b")), min_size=1, max_size=24))
+def test_the_single_scan_agrees_with_the_per_segment_rules(key: str) -> None:
+    try:
+        validate_key(key)
+        ok = True
+    except InvalidKey:
+        ok = False
+    assert ok is _reference_ok(key), key

@@ -11,10 +11,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from gateway.runtime import Runtime
 from gateway.backends import FileSource
 from gateway.errors import Forbidden, InvalidKey, PayloadTooLarge, UnknownDataset
 from gateway.models import RequestContext, SignedUrl
+from gateway.runtime import Runtime
 from tests.core.conftest import PUBLIC_URL, Clock, local_policy
 
 LOOPBACK = RequestContext(request_id="req-1", client_ip=ipaddress.ip_address("127.0.0.1"), user_agent="pytest")
@@ -48,7 +48,7 @@ def sign(runtime: Runtime, key: str, ctx: RequestContext = LOOPBACK) -> SignedUr
 
 
 def max_age(runtime: Runtime, url: SignedUrl) -> int:
-    return runtime.service.signer.max_age(runtime.holder.current, url)
+    return runtime.service.signer.max_age(runtime.holder.current.policy.datasets["local"], url)
 
 
 # -- time buckets -------------------------------------------------------------------------------------
