@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,43 +34,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import tempfile
 
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gateway-metrics-")
-    import uvicorn
-
     from gateway import logs
-    from gateway.app import create_app, freeze_startup_heap
+    from gateway.serving import serve
 
     settings = _settings({
         "config": args.config, "local_dir": args.local_dir, "host": args.host, "port": args.port,
-        "cors_origins": args.cors_origin or None, "workers": args.workers,
+        "cors_origins": args.cors_origin or None, "workers": args.workers, "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key,
     })
     logs.configure(settings.log_level, settings.log_format)
-    if settings.config is None and not settings.local_dir.is_dir():
-        raise ConfigError(str(settings.local_dir), [
-            "the folder to serve does not exist; create it, or pass --local-dir DIR (GATEWAY_LOCAL_DIR)"])
-    common = {
-        "host": settings.host, "port": settings.port, "access_log": False, "proxy_headers": False,
-        "server_header": False, "log_config": None, "timeout_graceful_shutdown": 10,
-    }
-    if settings.workers > 1:
-        # Workers are separate processes: they share settings through the environment, and must
-        # share one signing key, or a URL signed by one worker would fail on another.
-        for name, value in {"config": settings.config, "local_dir": settings.local_dir,
-                            "host": settings.host, "port": settings.port}.items():
-            if value is not None:
-                os.environ[f"GATEWAY_{name.upper()}"] = str(value)
-        if settings.cors_origins:
-            os.environ["GATEWAY_CORS_ORIGINS"] = ",".join(settings.cors_origins)
-        os.environ.setdefault("GATEWAY_SIGNING_KEY", secrets.token_urlsafe(32))
-        create_app(_settings({}))  # validate once in the parent, so errors are printed once
-        uvicorn.run("gateway.app:app_from_env", factory=True, workers=settings.workers, **common)  # type: ignore[arg-type]
-        return 0
-    app = create_app(settings)
-    freeze_startup_heap()
-    log = logging.getLogger("gateway")
-    log.info("serving on %s (policy %s)", settings.base_url(), app.runtime.holder.current.version)
-    if settings.config is None:
-        log.info("try %s/v1/datasets/local/objects/<a file in %s>", settings.base_url(), settings.local_dir)
-    uvicorn.run(app.asgi, **common)  # type: ignore[arg-type]
+    serve(settings)
     return 0
 
 
@@ -105,7 +76,7 @@ def cmd_sign_request(args: argparse.Namespace) -> int:
 
 
 def _explain_principal(args: argparse.Namespace, policy: PolicyFile) -> Principal:
-    from gateway.auth.oidc import principal_from_claims, select_issuer, unverified_parts
+    from gateway.auth.claims import principal_from_claims, select_issuer, unverified_parts
     from gateway.errors import Unauthenticated
     from gateway.models import ANONYMOUS, AuthMethod
 
@@ -204,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--cors-origin", action="append", metavar="ORIGIN",
                        help="allow this browser origin, e.g. http://localhost:3000 (repeatable; GATEWAY_CORS_ORIGINS)")
     serve.add_argument("--workers", type=int, help="worker processes (GATEWAY_WORKERS; 1)")
+    serve.add_argument("--tls-cert", type=Path, metavar="FILE",
+                       help="serve HTTPS with this PEM certificate chain (GATEWAY_TLS_CERT); followed when it changes")
+    serve.add_argument("--tls-key", type=Path, metavar="FILE", help="its PEM private key (GATEWAY_TLS_KEY)")
     serve.set_defaults(func=cmd_serve)
 
     check = sub.add_parser("check-config", help="validate a policy file offline", description=(

@@ -6,7 +6,7 @@ import ipaddress
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     audit_queue_size: int = Field(10_000, ge=1)
     workers: int = Field(1, ge=1)
     max_concurrency: int = Field(256, ge=0, description="Requests in flight per worker before 503 (0: no limit).")
+    tls_cert: Path | None = Field(None, description="PEM certificate chain for HTTPS; followed when it changes.")
+    tls_key: Path | None = Field(None, description="PEM private key of GATEWAY_TLS_CERT.")
 
     @field_validator("cors_origins", "trusted_proxies", "dev_groups", mode="before")
     @classmethod
@@ -64,8 +66,14 @@ class Settings(BaseSettings):
             raise ValueError("GATEWAY_SIGNING_KEY must be at least 32 characters")
         return value
 
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("GATEWAY_TLS_CERT and GATEWAY_TLS_KEY go together: set both, or neither")
+        return self
+
     def base_url(self) -> str:
         if self.public_url:
             return self.public_url.rstrip("/")
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls_cert else 'http'}://{host}:{self.port}"

@@ -122,7 +122,7 @@ class JwksCache:
         fresh = loaded_at is not None and self._clock() - loaded_at < self.issuer.jwks_cache_ttl
         if key is not None and (fresh or self._lock.locked()):
             return key  # a stale known key is not held up behind a refresh already in flight
-        await self._refresh()
+        fetched = await self._refresh()
         key = self._keys.get(kid)
         if key is not None:
             return key  # possibly from the last good set, if this refresh failed
@@ -131,17 +131,26 @@ class JwksCache:
                 f"the identity provider {self.issuer.name!r} cannot be reached to look up a signing key",
                 retry_after=self._retry_after(),
             )
+        if not fetched:
+            # The issuer may have rotated in a key we have not fetched yet, and we may not ask again
+            # yet: "log in again" (401) would be wrong, so the client is told when to retry.
+            raise Unavailable(
+                f"{self.issuer.name!r} does not publish key {kid[:100]!r} as far as the gateway knows; its keys "
+                "are fetched again shortly", retry_after=self._retry_after())
         return None
 
-    async def _refresh(self) -> None:
+    async def _refresh(self) -> bool:
+        """Fetch the keys unless a fetch is not allowed yet; True when a fetch was made (by this
+        caller, or by another one while this one waited)."""
         attempted_at = self._attempted_at
+        in_flight = self._lock.locked()
         async with self._lock:
-            if self._attempted_at != attempted_at:
-                return  # single flight: another caller fetched while this one waited
+            if in_flight or self._attempted_at != attempted_at:
+                return True  # single flight: another caller fetched while this one waited
             now = self._clock()
             last = self._attempted_at
             if last is not None and now - last < self.issuer.jwks_refetch_interval:
-                return  # rate limit: unknown kids must not turn into a flood of fetches
+                return False  # rate limit: unknown kids must not turn into a flood of fetches
             self._attempted_at = now
             self.fetches += 1
             try:
@@ -156,11 +165,12 @@ class JwksCache:
                     exc,
                     len(self._keys),
                 )
-                return
+                return True
             self._on_fetch(self.issuer.name, "success")
             self._keys = keys
             self._loaded_at = now
             self._last_error = None
+            return True
 
     def _retry_after(self) -> int:
         if self._attempted_at is None:

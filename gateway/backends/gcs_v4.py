@@ -56,8 +56,10 @@ class V4Builder:
     """Builds V4 canonical requests for one credential and endpoint.
 
     ``credential_id`` is the service account's email (RSA, signBlob) or the HMAC access id.
-    ``endpoint`` is ``scheme://host[:port]``; the signed ``host`` header is the host name
-    without the port, as Google's client libraries (and the conformance vectors) sign it.
+    ``endpoint`` is ``scheme://host[:port]``. The signed ``host`` header is the one the client
+    will send: the host name, with the port when it is not the scheme's default (as
+    google-cloud-storage signs an ``api_access_endpoint`` with a port); a server that verifies
+    against the ``Host`` it receives refuses anything else.
     """
 
     def __init__(self, *, algorithm: Algorithm, credential_id: str, endpoint: str = DEFAULT_ENDPOINT) -> None:
@@ -68,7 +70,9 @@ class V4Builder:
         self.credential_id = credential_id
         self._origin = f"{parts.scheme}://{parts.netloc}"
         self._base_path = parts.path.rstrip("/")
-        self._host = parts.hostname
+        default_port = {"http": 80, "https": 443}[parts.scheme]
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        self._host = host if parts.port in (None, default_port) else f"{host}:{parts.port}"
         self._credential = quote(credential_id, safe=_SAFE)
 
     def prepare(

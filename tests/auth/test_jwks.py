@@ -45,9 +45,14 @@ async def test_rotation_new_kid_is_fetched_and_accepted(
     async with oidc_authenticator([issuer_config(idp)], wall, mono) as auth:
         await auth.verify(keys["k1"].sign(claims_for(idp, wall)))
         idp.keys = [keys["k1"].jwk(), keys["k2"].jwk()]  # the IdP publishes its next key
-        with pytest.raises(Unauthenticated):  # within the refetch interval of the first fetch
+        mono.advance(12)
+        # Within the refetch interval of the first fetch the gateway cannot tell whether the key is
+        # new or forged: 503 with the seconds until it may ask again, never "log in again" (401).
+        with pytest.raises(Unavailable) as unknown:
             await auth.verify(keys["k2"].sign(claims_for(idp, wall)))
+        assert unknown.value.retry_after == 18
         assert idp.hits[JWKS] == 1
+        mono.advance(18)
         mono.advance(30)
         # Concurrent first uses of the new kid share one fetch, and every one of them waits for it.
         tokens = [keys["k2"].sign(claims_for(idp, wall)) for _ in range(20)]
@@ -90,17 +95,19 @@ async def test_unknown_kid_flood_costs_one_fetch_per_interval(
                 await auth.verify(key.sign(claims_for(idp, wall)))
             except Unauthenticated as exc:
                 return exc.reason
+            except Unavailable as exc:
+                return f"retry in {exc.retry_after}"
             return "accepted"
 
-        # Concurrent: all 100 wait on one fetch (single flight).
+        # Concurrent: all 100 wait on one fetch (single flight), after which they are known forgeries.
         results = await asyncio.gather(*(attempt(key) for key in forged))
         assert set(results) == {"unknown_kid"}
         assert idp.hits[JWKS] == 2
-        # Sequential, within the interval: no fetch at all.
+        # Sequential, within the interval: no fetch at all, and "not known yet" rather than "forged".
         for key in forged[:20]:
-            assert await attempt(key) == "unknown_kid"
+            assert await attempt(key) == "retry in 30"
         mono.advance(29)
-        assert await attempt(forged[0]) == "unknown_kid"
+        assert await attempt(forged[0]) == "retry in 1"
         assert idp.hits[JWKS] == 2
         # The next interval allows exactly one more.
         mono.advance(2)

@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from gateway.auth import AuthRequest
-from gateway.auth.oidc import issuer_for_token, principal_from_claims, unverified_parts
+from gateway.auth.claims import issuer_for_token, principal_from_claims, unverified_parts
 from gateway.errors import Unauthenticated
 from gateway.models import AuthMethod
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.client import sign_request
 from tests.auth.support import Idp, SigningKey
@@ -173,3 +174,34 @@ def test_audit_records_the_principal_but_never_the_token(
     assert token not in out and token.split(".")[2] not in out
     assert headers["X-Gateway-Signature"] not in out
     assert "sig=" not in out
+
+
+# -- two credentials, and a key the gateway cannot tell about yet ---------------------------------------
+
+@pytest.mark.parametrize("second", ["Bearer not.a.token", "Bearer {valid}", "Basic dXNlcjpwYXNz"])
+def test_two_credentials_in_one_request_are_refused_never_chosen_between(
+    gateway: RunningGateway, idp: Idp, idp_key: SigningKey, second: str
+) -> None:
+    """Valid vendor signature headers plus any Authorization header: 401 ambiguous_credentials. Before,
+    the vendor's headers won and a bad bearer token in the same request was ignored (a 302)."""
+    assert get(gateway, "vendor-data", ip="203.0.113.9", headers=vendor_headers(gateway, "vendor-data")).status_code \
+        == 302
+    headers = {**vendor_headers(gateway, "vendor-data"), "Authorization": second.format(valid=okta_token(idp, idp_key))}
+    response = get(gateway, "vendor-data", ip="203.0.113.9", headers=headers)
+    assert response.status_code == 401, response.text
+    assert response.json()["error"] == "ambiguous_credentials"
+    assert "WWW-Authenticate" in response.headers
+
+
+def test_a_key_id_not_fetched_yet_is_503_with_retry_after(
+    gateway: RunningGateway, idp: Idp, idp_key: SigningKey
+) -> None:
+    bearer = {"Authorization": f"Bearer {okta_token(idp, idp_key)}"}
+    assert get(gateway, "team-data", ip="10.1.2.3", headers=bearer).status_code == 302  # keys fetched now
+    stranger = SigningKey("k-unknown", "RS256", rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    response = get(gateway, "team-data", ip="10.1.2.3",
+                   headers={"Authorization": f"Bearer {okta_token(idp, stranger)}"})
+    # Within the refetch interval (30 s) the key may be new: the client is told to retry, not to log in.
+    assert response.status_code == 503, response.text
+    assert 1 <= int(response.headers["Retry-After"]) <= 30
+    assert response.json()["error"] == "unavailable"
