@@ -187,7 +187,11 @@ class GatewayService:
             return cached, 1
         self._tally.inc(self._memory_miss)
         t0 = time.perf_counter()
-        (url,) = await backend.sign([key], signed_at=signed_at, expires_in=ttl)
+        try:
+            (url,) = await backend.sign([key], signed_at=signed_at, expires_in=ttl)
+        except Exception:
+            self.metrics.sign_errors.labels(backend.kind).inc()
+            raise
         self._tally.observe(self._sign_seconds(backend.kind), time.perf_counter() - t0)
         self.cache.put(prefix + key, url)
         return url, 0
@@ -233,7 +237,11 @@ class GatewayService:
                 missing = still
         if missing:
             t0 = time.perf_counter()
-            fresh = await backend.sign([keys[i] for i in missing], signed_at=signed_at, expires_in=ttl)
+            try:
+                fresh = await backend.sign([keys[i] for i in missing], signed_at=signed_at, expires_in=ttl)
+            except Exception:
+                self.metrics.sign_errors.labels(backend.kind).inc()
+                raise
             self._tally.observe(self._sign_seconds(backend.kind), time.perf_counter() - t0)
             for i, url in zip(missing, fresh, strict=True):
                 urls[i] = url
