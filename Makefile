@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench bench-quick clean
+.PHONY: run test lint bench bench-quick clean monitoring
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,8 +20,9 @@ test: $(VENV)/.installed
 	./scripts/test
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check gateway tests bench
+	$(BIN)/ruff check gateway tests bench deploy
 	$(BIN)/mypy
+	$(BIN)/mypy --strict deploy/monitoring/generate.py
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache
@@ -33,3 +34,7 @@ bench: $(VENV)/.installed
 ## bench-quick: the regression guard (about 30 s), also run by the test suite
 bench-quick: $(VENV)/.installed
 	$(BIN)/python -m bench.run --quick
+
+## monitoring: regenerate the Grafana dashboard and the chart's copies of it and of the alerting rules
+monitoring:
+	$(PYTHON) deploy/monitoring/generate.py

@@ -42,6 +42,9 @@ class Metrics:
             buckets=(0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0),
             registry=registry,
         )
+        self.sign_errors = Counter(
+            "gateway_sign_errors", "Signing calls that failed, by backend kind.", ["backend"], registry=registry
+        )
         self.jwks_fetches = Counter(
             "gateway_jwks_fetches", "JWKS and discovery fetches.", ["issuer", "result"], registry=registry
         )
@@ -59,6 +62,10 @@ class Metrics:
         self.policy_info = Gauge(
             "gateway_policy_loaded_timestamp_seconds", "When the policy in force was loaded.", registry=registry,
             multiprocess_mode="max",
+        )
+        self.policy_reload_failing = Gauge(
+            "gateway_policy_reload_failing", "1 while the last policy file seen was refused (see /readyz).",
+            registry=registry, multiprocess_mode="max",
         )
 
 

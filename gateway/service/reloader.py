@@ -51,6 +51,7 @@ class PolicyReloader:
             # The file in force is back (e.g. after a half-finished ConfigMap swap): nothing to load.
             self._digest = digest
             self.holder.last_reload_error = None
+            self.metrics.policy_reload_failing.set(0)
             log.info("policy file restored; version %s stays in force", self.holder.current.version)
             return False
         if digest == self._digest:
@@ -64,6 +65,7 @@ class PolicyReloader:
         self.holder.last_reload_at = time.time()
         self._digest = self._in_force = digest
         self.metrics.policy_reloads.labels("success").inc()
+        self.metrics.policy_reload_failing.set(0)
         self.metrics.policy_info.set(state.loaded_at)
         log.info("policy reloaded", extra={"policy_version": state.version})
         return True
@@ -76,6 +78,7 @@ class PolicyReloader:
             self.metrics.policy_reloads.labels("error").inc()
             log.error("policy reload failed; keeping version %s: %s", self.holder.current.version, message)
         self.holder.last_reload_error = message
+        self.metrics.policy_reload_failing.set(1)
         self.holder.last_reload_at = time.time()
         return False
 

@@ -67,11 +67,20 @@ class UrlSigner:
             return url
         now, ttl, signed_at, min_life, prefix = self._bucket(state, ds)
         self._tally.inc(self._memory_miss)
-        t0 = time.perf_counter()
-        (url,) = await backend.sign([key], signed_at=signed_at, expires_in=ttl)
-        self._tally.observe(self._sign_seconds(backend.kind), time.perf_counter() - t0)
+        (url,) = await self._backend_sign(backend, [key], signed_at, ttl)
         self.cache.put(prefix + key, url)
         return url
+
+    async def _backend_sign(self, backend: Backend, keys: list[str], signed_at: int, ttl: int) -> list[SignedUrl]:
+        """The backend's signature, timed, and its failures counted per backend kind."""
+        t0 = time.perf_counter()
+        try:
+            urls = await backend.sign(keys, signed_at=signed_at, expires_in=ttl)
+        except Exception:
+            self.metrics.sign_errors.labels(backend.kind).inc()
+            raise
+        self._tally.observe(self._sign_seconds(backend.kind), time.perf_counter() - t0)
+        return urls
 
     async def many(self, state: State, ds: CompiledDataset, keys: list[str], *,
                    memory_checked: bool = False) -> tuple[list[SignedUrl], int]:
@@ -109,9 +118,7 @@ class UrlSigner:
                 hits += len(missing) - len(still)
                 missing = still
         if missing:
-            t0 = time.perf_counter()
-            fresh = await backend.sign([keys[i] for i in missing], signed_at=signed_at, expires_in=ttl)
-            self._tally.observe(self._sign_seconds(backend.kind), time.perf_counter() - t0)
+            fresh = await self._backend_sign(backend, [keys[i] for i in missing], signed_at, ttl)
             for i, url in zip(missing, fresh, strict=True):
                 urls[i] = url
                 self.cache.put(prefix + keys[i], url)
