@@ -74,6 +74,32 @@ class MethodNotAllowed(GatewayError):
         self.allow = allow
 
 
+class RequestTimeout(GatewayError):
+    """The client did not send its request (body) in time."""
+
+    status = 408
+    code = "request_timeout"
+
+
+class ClientClosedRequest(GatewayError):
+    """The client went away before its request arrived; nobody is left to answer (nginx's 499)."""
+
+    status = 499
+    code = "client_closed_request"
+
+
+class MisdirectedRequest(GatewayError):
+    """A ``Host`` this gateway does not serve (DNS rebinding, a stray name)."""
+
+    status = 421
+    code = "host_not_allowed"
+
+
+class UnsupportedMediaType(GatewayError):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class PayloadTooLarge(GatewayError):
     status = 413
     code = "batch_too_large"

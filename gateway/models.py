@@ -48,6 +48,7 @@ class DenyReason(StrEnum):
     BAD_SIGNATURE = "bad_signature"
     EXPIRED = "expired"
     RATE_LIMITED = "rate_limited"
+    BAD_REQUEST = "bad_request"  # a request the gateway could not read (a batch body, say)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -44,10 +44,22 @@ class Settings(BaseSettings):
     audit_queue_size: int = Field(10_000, ge=1)
     workers: int = Field(1, ge=1)
     max_concurrency: int = Field(256, ge=0, description="Requests in flight per worker before 503 (0: no limit).")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Host names served (name or name:port; * for any). Default: see docs.")
+    header_timeout: float = Field(5.0, gt=0, description="Seconds a client has to send a request head.")
+    body_timeout: float = Field(10.0, gt=0, description="Seconds a client has to send a request body.")
+    keepalive_timeout: float = Field(5.0, gt=0, description="Seconds an idle keep-alive connection stays open.")
+    max_header_bytes: int = Field(65_536, ge=4096, description="Largest request line and headers, in bytes.")
+    max_headers: int = Field(100, ge=10, description="Most header lines in one request.")
+    admin_port: int | None = Field(None, ge=1, le=65535,
+                                   description="A second listener for /metrics and the detailed /readyz.")
+    openapi: bool = Field(False, description="Serve /openapi.json (the batch API's schema).")
+    forwarded_header: Literal["x-forwarded-for", "forwarded"] = Field(
+        "x-forwarded-for", description="The one forwarding header read from trusted proxies.")
     tls_cert: Path | None = Field(None, description="PEM certificate chain for HTTPS; followed when it changes.")
     tls_key: Path | None = Field(None, description="PEM private key of GATEWAY_TLS_CERT.")
 
-    @field_validator("cors_origins", "trusted_proxies", "dev_groups", mode="before")
+    @field_validator("cors_origins", "trusted_proxies", "dev_groups", "allowed_hosts", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)

@@ -1,45 +1,55 @@
-"""``POST /v1/sign``: many keys in one request. One bad key never fails the batch."""
+"""``POST /v1/sign``: many keys in one request. One bad key never fails the batch.
+
+Hostile bodies get precise answers: a body that is not ``application/json`` is 415 (a cross-site
+page cannot send JSON without a CORS preflight), a body that does not arrive in time is 408 (the
+edge), one that stops arriving is counted as 499, JSON nested absurdly deep is 400, and a key
+that is not a string is that key's own error, never the batch's.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from gateway.api.context import request_context
 from gateway.api.errors import json_response
 from gateway.api.objects import rfc3339
+from gateway.auth.client_ip import ForwardedHeader
 from gateway.config import Network
-from gateway.errors import BadRequest, PayloadTooLarge
+from gateway.errors import BadRequest, ClientClosedRequest, GatewayError, PayloadTooLarge, UnsupportedMediaType
 from gateway.service import GatewayService
 
 MAX_KEY_JSON = 1100  # bytes per key in a batch body, generously: 1024-byte keys plus quoting
+MAX_DEPTH = 32  # JSON nesting of a batch body; a real one is 3 deep
 
 
-def batch_router(service: GatewayService, *, trusted_proxies: Sequence[Network]) -> APIRouter:
+def batch_router(service: GatewayService, *, trusted_proxies: Sequence[Network],
+                 forwarded_header: ForwardedHeader = "x-forwarded-for") -> APIRouter:
     router = APIRouter()
     trusted = tuple(trusted_proxies)
 
     @router.post("/v1/sign", summary="Sign a batch of keys", response_description="One result per key, in order")
     async def sign_batch(request: Request) -> Response:
         """Body: ``{"dataset": "...", "keys": ["...", ...]}``. One bad key never fails the batch."""
+        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media_type != "application/json":
+            raise UnsupportedMediaType("send the batch as Content-Type: application/json")
+        ctx = await request_context(request.scope, service, trusted, forwarded_header=forwarded_header)
         limit = service.batch_limit
         body = await _read_body(request, limit * MAX_KEY_JSON + 4096)
         try:
-            payload: Any = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise BadRequest(f"the body is not valid JSON ({exc.msg} at position {exc.pos})") from None
-        if not isinstance(payload, dict) or set(payload) - {"dataset", "keys"}:
-            raise BadRequest('expected {"dataset": "<name>", "keys": ["<key>", ...]} and nothing else')
-        dataset, keys = payload.get("dataset"), payload.get("keys")
-        if not isinstance(dataset, str) or not isinstance(keys, list):
-            raise BadRequest('"dataset" must be a string and "keys" a list of strings')
-        if len(keys) > limit:
-            raise PayloadTooLarge(f"a batch holds at most {limit} keys; got {len(keys)}")
-        ctx = await request_context(request.scope, service, trusted)
+            dataset, keys = _parse(body)
+            if len(keys) > limit:
+                raise PayloadTooLarge(f"a batch holds at most {limit} keys; got {len(keys)}")
+        except GatewayError as exc:
+            await service.refuse(ctx, "sign_batch", exc)
+            raise
         items = await service.sign_batch(ctx, dataset, keys)
         stamps: dict[float, str] = {}  # a batch shares one or two expiry times: format each once
         results = []
@@ -56,15 +66,54 @@ def batch_router(service: GatewayService, *, trusted_proxies: Sequence[Network])
     return router
 
 
+def _parse(body: bytes) -> tuple[str, list[Any]]:
+    try:
+        payload: Any = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        payload = _lenient(body, exc)
+    if not isinstance(payload, dict) or set(payload) - {"dataset", "keys"}:
+        raise BadRequest('expected {"dataset": "<name>", "keys": ["<key>", ...]} and nothing else')
+    dataset, keys = payload.get("dataset"), payload.get("keys")
+    if not isinstance(dataset, str) or not isinstance(keys, list):
+        raise BadRequest('"dataset" must be a string and "keys" a list of strings')
+    for key in keys:
+        if isinstance(key, list | dict) and _too_deep(key):
+            raise BadRequest(f"the body nests JSON more than {MAX_DEPTH} levels deep")
+    return dataset, keys
+
+
+def _lenient(body: bytes, error: orjson.JSONDecodeError) -> Any:
+    """JSON that orjson refuses only because a string holds a lone surrogate (``"\\ud800"``) is
+    still JSON: such a key is its own error, not the batch's."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise BadRequest(f"the body is not valid JSON ({error.msg} at position {error.pos})") from None
+
+
+def _too_deep(value: Any) -> bool:
+    """Deeper than MAX_DEPTH, found without recursion (the value may nest a thousand levels)."""
+    level = [value]
+    for _ in range(MAX_DEPTH):
+        level = [child for item in level if isinstance(item, list | dict)
+                 for child in (item.values() if isinstance(item, dict) else item)]
+        if not level:
+            return False
+    return any(isinstance(item, list | dict) for item in level)
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the body is larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the body is larger than {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the body is larger than {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientClosedRequest("the client went away before its request body arrived") from None
     return b"".join(chunks)

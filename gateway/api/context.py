@@ -10,7 +10,7 @@ from urllib.parse import unquote
 from starlette.types import Scope
 
 from gateway.auth import AuthRequest
-from gateway.auth.client_ip import client_address
+from gateway.auth.client_ip import ForwardedHeader, client_address
 from gateway.errors import NotFound
 from gateway.logs import request_id_var
 from gateway.models import RequestContext
@@ -41,11 +41,11 @@ def raw_path(scope: Scope) -> bytes:
 
 async def request_context(
     scope: Scope, service: GatewayService, trusted: Sequence[Network], *, authenticate: bool = True,
-    headers: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None, forwarded_header: ForwardedHeader = "x-forwarded-for",
 ) -> RequestContext:
     headers = header_map(scope) if headers is None else headers
     client = scope.get("client")
-    ip, text = client_address(client[0] if client else None, headers, trusted)
+    ip, text = client_address(client[0] if client else None, headers, trusted, header=forwarded_header)
     request_id = request_id_var.get() or "-"
     user_agent = headers.get("user-agent", "")
     if not authenticate:

@@ -2,6 +2,11 @@
 
 - an ``X-Request-ID``, taken from the request when well formed, else made, on every response, and
   in ``gateway.logs.request_id_var`` for every log line and error body of the request;
+  ``X-Content-Type-Options: nosniff`` on every response (error bodies echo what clients sent);
+- the ``Host`` check (DNS rebinding): only the configured names are served; a missing ``Host`` on
+  HTTP/1.1, or two different ones, is a 400 (gateway.api.hosts);
+- the body deadline: a request body must arrive within ``body_timeout`` seconds, or the request
+  ends with 408 and frees its concurrency slot (slow clients cannot lock everyone out);
 - request counts and latency by route and status;
 - load shedding: beyond ``max_concurrency`` requests in flight, a quick 503 with Retry-After
   instead of an unbounded queue (probes and metrics are never shed);
@@ -15,6 +20,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import re
@@ -27,7 +33,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api.errors import error_body, error_response, internal_error, json_response
-from gateway.errors import GatewayError
+from gateway.api.hosts import HostCheck
+from gateway.errors import ClientClosedRequest, GatewayError, RequestTimeout
 from gateway.logs import request_id_var
 from gateway.metrics import Metrics
 
@@ -59,18 +66,23 @@ ALLOW_HEADERS = (
 )
 EXPOSE_HEADERS = b"x-request-id, content-range, content-length, etag, last-modified, accept-ranges"
 EXEMPT = ("/healthz", "/readyz", "/metrics")
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+_VARY_ORIGIN = (b"vary", b"Origin")
 
 
 class EdgeMiddleware:
     """See the module docstring. ``origins`` and ``max_age`` are read per request (policy reloads)."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics, *, origins: Callable[[], frozenset[str]],
-                 max_age: Callable[[], int], max_concurrency: int = 0) -> None:
+                 max_age: Callable[[], int], max_concurrency: int = 0, hosts: HostCheck | None = None,
+                 body_timeout: float = 10.0) -> None:
         self.app = app
         self.metrics = metrics
         self.origins = origins
         self.max_age = max_age
         self.max_concurrency = max_concurrency
+        self.hosts = hosts
+        self.body_timeout = body_timeout
         self.in_flight = 0
         self._tally = metrics.tally
         # Label lookups cost microseconds each; the label sets are small and fixed, so keep them.
@@ -86,12 +98,21 @@ class EdgeMiddleware:
             return
         request_id = ""
         origin: bytes | None = None
-        preflight = private_network = False
+        host: bytes | None = None
+        hosts = 0
+        has_body = preflight = private_network = False
         for name, value in scope["headers"]:
-            if name == b"x-request-id" and _REQUEST_ID.fullmatch(value):
+            if name == b"host":
+                hosts += host != value
+                host = value
+            elif name == b"x-request-id" and _REQUEST_ID.fullmatch(value):
                 request_id = value.decode("ascii")
             elif name == b"origin":
                 origin = value
+            elif name == b"content-length":
+                has_body = value != b"0"
+            elif name == b"transfer-encoding":
+                has_body = True
             elif name == b"access-control-request-method":
                 preflight = True
             elif name == b"access-control-request-private-network":
@@ -102,10 +123,15 @@ class EdgeMiddleware:
         status = 500
         response_started = False
         cors = origin is not None and self._allowed(origin)
-        extra = [(b"x-request-id", request_id.encode())]
+        extra = [(b"x-request-id", request_id.encode()), _NOSNIFF]
         if cors and origin is not None:
             extra += [(b"access-control-allow-origin", origin), (b"access-control-expose-headers", EXPOSE_HEADERS),
-                      (b"vary", b"Origin")]
+                      _VARY_ORIGIN]
+        elif self.origins():
+            # The answer depends on Origin wherever CORS is configured, allowed or not: caches must know.
+            extra.append(_VARY_ORIGIN)
+        if has_body:
+            receive = self._deadline(receive, started)
 
         async def send_edge(message: Message) -> None:
             nonlocal status, response_started
@@ -116,6 +142,8 @@ class EdgeMiddleware:
             await send(message)
 
         try:
+            if self.hosts is not None and (hosts > 1 or not self.hosts.allows(host, scope)):
+                raise self.hosts.refusal(host, hosts)
             if scope["method"] == "OPTIONS":
                 response = self._preflight(origin, cors, preflight, private_network, request_id)
                 await response(scope, receive, send_edge)
@@ -129,13 +157,18 @@ class EdgeMiddleware:
                 finally:
                     self.in_flight -= 1
         except GatewayError as exc:
-            if not response_started:
+            if isinstance(exc, ClientClosedRequest):
+                status = exc.status  # nobody is left to answer
+            elif not response_started:
                 await error_response(exc, request_id)(scope, receive, send_edge)
         except Exception:
             log.exception("unhandled error", extra={"request_id": request_id})
             if not response_started:
                 await internal_error(request_id)(scope, receive, send_edge)
         finally:
+            if status == ClientClosedRequest.status:
+                # Counted apart from the gateway's own errors, so a client cannot raise 5xx alerts.
+                log.info("the client went away before its request arrived", extra={"request_id": request_id})
             route = route_label(scope["method"], scope["path"])
             counts = self._tally.counts
             counter = self._counters.get((route, status))
@@ -147,6 +180,22 @@ class EdgeMiddleware:
                 timer = self._timers[route] = self._tally.histogram(self.metrics.request_seconds.labels(route))
             timer.add(time.perf_counter() - started)
             request_id_var.reset(token)
+
+    def _deadline(self, receive: Receive, started: float) -> Receive:
+        """``receive`` that raises RequestTimeout once the body is overdue (checked per message)."""
+        deadline = time.monotonic() + self.body_timeout - (time.perf_counter() - started)
+        timeout = self.body_timeout
+
+        async def receive_by_deadline() -> Message:
+            remaining = deadline - time.monotonic()
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                return await asyncio.wait_for(receive(), remaining)
+            except TimeoutError:
+                raise RequestTimeout(f"the request body did not arrive within {timeout:g}s") from None
+
+        return receive_by_deadline
 
     def _allowed(self, origin: bytes) -> bool:
         allowed = self.origins()

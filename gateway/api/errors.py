@@ -8,7 +8,7 @@ import logging
 import orjson
 from starlette.responses import Response
 
-from gateway.errors import GatewayError, MethodNotAllowed, RangeNotSatisfiable, Unauthenticated
+from gateway.errors import GatewayError, MethodNotAllowed, RangeNotSatisfiable, RequestTimeout, Unauthenticated
 
 log = logging.getLogger("gateway.http")
 JSON = "application/json"
@@ -32,6 +32,8 @@ def error_response(exc: GatewayError, request_id: str) -> Response:
         headers["Content-Range"] = f"bytes */{exc.size}"
     if isinstance(exc, MethodNotAllowed):
         headers["Allow"] = exc.allow
+    if isinstance(exc, RequestTimeout):
+        headers["Connection"] = "close"  # the rest of the body may still be on its way
     if exc.retry_after is not None:
         headers["Retry-After"] = str(exc.retry_after)
     detail = exc.detail if exc.status < 500 else _public_5xx(exc)

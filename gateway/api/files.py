@@ -110,7 +110,6 @@ def file_response(path: Path, method: str, headers: Mapping[str, str], max_age: 
             "Last-Modified": formatdate(mtime, usegmt=True),
             "Accept-Ranges": "bytes",
             "Cache-Control": f"private, max-age={max_age}",
-            "X-Content-Type-Options": "nosniff",
             # Files from the data folder must never run script on the gateway's origin.
             "Content-Security-Policy": "default-src 'none'; sandbox",
         }

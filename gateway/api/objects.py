@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.api.context import LOCAL, OBJECTS, header_map, raw_path, request_context, split_path
 from gateway.api.errors import json_response
 from gateway.api.files import file_response
+from gateway.auth.client_ip import ForwardedHeader
 from gateway.config import Network
 from gateway.errors import BadRequest, MethodNotAllowed
 from gateway.models import SignedUrl
@@ -54,10 +55,12 @@ async def redirect(send: Send, url: SignedUrl, max_age: int) -> None:
 class ObjectRoutes:
     """Serves the object and local-file routes; hands everything else to ``app``."""
 
-    def __init__(self, app: ASGIApp, service: GatewayService, *, trusted_proxies: Sequence[Network]) -> None:
+    def __init__(self, app: ASGIApp, service: GatewayService, *, trusted_proxies: Sequence[Network],
+                 forwarded_header: ForwardedHeader = "x-forwarded-for") -> None:
         self.app = app
         self.service = service
         self.trusted = tuple(trusted_proxies)
+        self.forwarded = forwarded_header
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -78,7 +81,8 @@ class ObjectRoutes:
     async def objects(self, scope: Scope, receive: Receive, send: Send, path: bytes) -> None:
         dataset, raw_key = split_path(path, OBJECTS, b"objects/")
         headers = header_map(scope)
-        ctx = await request_context(scope, self.service, self.trusted, headers=headers)
+        ctx = await request_context(scope, self.service, self.trusted, headers=headers,
+                                    forwarded_header=self.forwarded)
         if _wants_json(scope, headers):
             url, max_age = await self.service.sign(ctx, dataset, raw_key, action="sign", status=200)
             response = json_response(url_json(url), 200, {
@@ -96,6 +100,7 @@ class ObjectRoutes:
             raise BadRequest("give exp and sig exactly once")
         headers = header_map(scope)
         # The URL's own signature is the credential here; no other authentication applies.
-        ctx = await request_context(scope, self.service, self.trusted, authenticate=False, headers=headers)
+        ctx = await request_context(scope, self.service, self.trusted, authenticate=False, headers=headers,
+                                    forwarded_header=self.forwarded)
         file = await self.service.resolve_local(ctx, dataset, raw_key, exp[0], sig[0])
         return file_response(file.path, scope["method"], headers, file.max_age)

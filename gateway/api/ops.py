@@ -16,7 +16,10 @@ from gateway.metrics import Metrics
 Readiness = Callable[[], Awaitable[dict[str, Any]]]
 
 
-def ops_router(*, readiness: Readiness, metrics: Metrics) -> APIRouter:
+def ops_router(*, readiness: Readiness, metrics: Metrics | None, detailed: bool) -> APIRouter:
+    """Probes, and /metrics when ``metrics`` is given. ``detailed``: /readyz lists the datasets,
+    backends, credentials and caches (for operators); otherwise only the status, since strangers
+    can read it too."""
     router = APIRouter()
 
     @router.get("/healthz", summary="Liveness")
@@ -26,10 +29,15 @@ def ops_router(*, readiness: Readiness, metrics: Metrics) -> APIRouter:
     @router.get("/readyz", summary="Readiness: policy, backends, cache")
     async def readyz() -> Response:
         body = await readiness()
-        return json_response(body, 200 if body["status"] != "unavailable" else 503, {"Cache-Control": "no-store"})
+        status = 200 if body["status"] != "unavailable" else 503
+        return json_response(body if detailed else {"status": body["status"]}, status, {"Cache-Control": "no-store"})
+
+    if metrics is None:
+        return router
 
     @router.get("/metrics", summary="Prometheus metrics")
     async def prometheus() -> Response:
+        assert metrics is not None  # noqa: S101 - narrowed above, for the type checker
         registry = metrics.registry
         metrics.tally.flush()  # this worker's counts are current; others' at most a second old
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

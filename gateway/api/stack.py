@@ -1,8 +1,13 @@
 """The HTTP pipeline, assembled in one place and read top to bottom:
 
-    edge (request id, CORS and preflights, concurrency limit, metrics, errors become answers)
+    (connection: head deadline, head limits, JSON for unparseable requests: gateway/protocol.py)
+    edge (request id, nosniff, Host check, body deadline, CORS and preflights, concurrency limit,
+          metrics, errors become answers)
       ▶ object routes (/v1/datasets/..., /v1/local/...: raw paths, the hot path)
-      ▶ FastAPI (POST /v1/sign, /healthz, /readyz, /metrics)
+      ▶ FastAPI (POST /v1/sign, /healthz, /readyz, and /metrics unless the admin port serves it)
+
+With ``GATEWAY_ADMIN_PORT`` a second listener answers only the operators' routes (/metrics, the
+detailed /readyz, /healthz), and the public /readyz says only ``ready`` or ``degraded``.
 
 Each layer owns its answers and no layer repeats another's headers, errors or counting. The
 HTTP layer receives what it needs (the service, the settings it reads, readiness and metrics);
@@ -19,11 +24,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api.batch import batch_router
 from gateway.api.edge import EdgeMiddleware
 from gateway.api.errors import error_body, error_response, json_response
+from gateway.api.hosts import HostCheck
 from gateway.api.objects import ObjectRoutes
 from gateway.api.ops import Readiness, ops_router
 from gateway.errors import GatewayError
@@ -37,16 +43,47 @@ Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
 
 def build_http_app(service: GatewayService, settings: Settings, *, metrics: Metrics, readiness: Readiness,
                    lifespan: Lifespan | None = None) -> ASGIApp:
-    routes = FastAPI(title="URL-signing gateway", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
-    routes.include_router(batch_router(service, trusted_proxies=settings.trusted_proxies))
-    routes.include_router(ops_router(readiness=readiness, metrics=metrics))
-    _json_errors(routes)
-
+    admin = settings.admin_port is not None
+    routes = _fastapi(settings, lifespan)
+    routes.include_router(batch_router(service, trusted_proxies=settings.trusted_proxies,
+                                       forwarded_header=settings.forwarded_header))
+    routes.include_router(ops_router(readiness=readiness, metrics=None if admin else metrics, detailed=not admin))
     holder = service.holder
-    app: ASGIApp = ObjectRoutes(routes, service, trusted_proxies=settings.trusted_proxies)
-    return EdgeMiddleware(app, metrics, origins=lambda: holder.current.cors_origins,
-                          max_age=lambda: int(holder.current.policy.source.cors.max_age),
-                          max_concurrency=settings.max_concurrency)
+    app: ASGIApp = ObjectRoutes(routes, service, trusted_proxies=settings.trusted_proxies,
+                                forwarded_header=settings.forwarded_header)
+    public = EdgeMiddleware(app, metrics, origins=lambda: holder.current.cors_origins,
+                            max_age=lambda: int(holder.current.policy.source.cors.max_age),
+                            max_concurrency=settings.max_concurrency, hosts=HostCheck.of(settings),
+                            body_timeout=settings.body_timeout)
+    if settings.admin_port is None:
+        return public
+    operators = _fastapi(settings, None)
+    operators.include_router(ops_router(readiness=readiness, metrics=metrics, detailed=True))
+    return ByListener(public, EdgeMiddleware(operators, metrics, origins=frozenset, max_age=lambda: 0),
+                      admin_port=settings.admin_port)
+
+
+class ByListener:
+    """The public app, or the operators' app for requests that came in on the admin port."""
+
+    def __init__(self, public: ASGIApp, operators: ASGIApp, *, admin_port: int) -> None:
+        self.public = public
+        self.operators = operators
+        self.admin_port = admin_port
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        server = scope.get("server")
+        if scope["type"] == "http" and server is not None and server[1] == self.admin_port:
+            await self.operators(scope, receive, send)
+        else:
+            await self.public(scope, receive, send)  # and the lifespan, once
+
+
+def _fastapi(settings: Settings, lifespan: Lifespan | None) -> FastAPI:
+    routes = FastAPI(title="URL-signing gateway", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
+                     openapi_url="/openapi.json" if settings.openapi else None)
+    _json_errors(routes)
+    return routes
 
 
 def _json_errors(routes: FastAPI) -> None:

@@ -11,13 +11,17 @@ Rules:
   ``_hidden``, a ``Forwarded`` element without ``for=``, or garbage) ends the walk: the client is
   then unknown, and ``UNKNOWN_CLIENT`` is returned. The trusted proxy next to it is *not* taken
   as the client, because proxies sit in internal networks that policy rules may allow.
-* ``X-Forwarded-For`` is preferred when both headers are present, because nearly every proxy
-  (nginx, Envoy, AWS ALB, Google load balancers, Traefik) appends to it, while many pass a
-  client-sent ``Forwarded`` through untouched; reading that one would let clients choose their IP.
-  Behind a proxy that only writes ``Forwarded``, pass ``prefer="forwarded"``.
+* Exactly one forwarding header is read: ``X-Forwarded-For`` by default, because nearly every proxy
+  (nginx, Envoy, AWS ALB, Google load balancers, Traefik) appends to it, or ``Forwarded``
+  (``GATEWAY_FORWARDED_HEADER=forwarded``) behind a proxy that writes only that one. The other is
+  ignored whatever it says: a proxy that writes one passes the client's copy of the other through
+  untouched, and reading it would let the client choose its own IP.
+* A ``Forwarded`` element that names ``for=`` twice is refused (``BadRequest``), not half-read: a
+  trusted proxy sent something the gateway cannot be sure it reads as the proxy meant.
 * IPv4-mapped IPv6 addresses (``::ffff:10.1.2.3``, from dual-stack sockets) are read as IPv4.
 
 Repeated header lines must reach this function joined with ``", "`` in the order received.
+Every other header value, however garbled, gives an address (or ``UNKNOWN_CLIENT``), never an error.
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from gateway.config import Network
+from gateway.errors import BadRequest
 from gateway.models import IPAddress
 
+ForwardedHeader = Literal["x-forwarded-for", "forwarded"]
 # The unspecified address stands for "unknown". It is never a real peer, so only a rule that
 # deliberately allows ::/0 matches it; it is never treated as a trusted proxy either.
 UNKNOWN_CLIENT: IPAddress = ipaddress.IPv6Address("::")
@@ -138,11 +144,14 @@ def _forwarded_hops(value: str) -> list[Address | None]:
         if not element.strip():
             continue
         node: Address | None = None
+        seen = False
         for pair in _split(element, ";"):
             name, sep, raw = pair.partition("=")
             if sep and name.strip().lower() == "for":
+                if seen:
+                    raise BadRequest("a Forwarded element from a trusted proxy names for= twice")
+                seen = True
                 node = parse_address(_unquote(raw))
-                break
         hops.append(node)
     return hops
 
@@ -156,14 +165,14 @@ def client_ip(
     headers: Mapping[str, str],
     trusted: Sequence[Network],
     *,
-    prefer: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for",
+    header: ForwardedHeader = "x-forwarded-for",
 ) -> IPAddress:
-    """The client's address (see the module docstring). Never raises on any header value.
+    """The client's address (see the module docstring).
 
     ``peer`` is the socket peer's address; None or anything unparseable (a Unix socket path, say)
     gives ``UNKNOWN_CLIENT`` without looking at any header, since its trust cannot be known.
     """
-    return client_address(peer, headers, trusted, prefer=prefer)[0]
+    return client_address(peer, headers, trusted, header=header)[0]
 
 
 def client_address(
@@ -171,7 +180,7 @@ def client_address(
     headers: Mapping[str, str],
     trusted: Sequence[Network],
     *,
-    prefer: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for",
+    header: ForwardedHeader = "x-forwarded-for",
 ) -> Address:
     """:func:`client_ip`, with the address's canonical text."""
     address = parse_address(peer.split("%", 1)[0] if peer else peer)
@@ -180,12 +189,8 @@ def client_address(
     # Only a trusted proxy may speak for someone else.
     if not trusted or not _trusted(address[0], trusted):
         return address
-    xff = _header(headers, "x-forwarded-for")
-    forwarded = _header(headers, "forwarded")
-    if prefer == "forwarded":
-        hops = _forwarded_hops(forwarded) if forwarded else _xff_hops(xff or "")
-    else:
-        hops = _xff_hops(xff) if xff else _forwarded_hops(forwarded or "")
+    value = _header(headers, header) or ""
+    hops = _forwarded_hops(value) if header == "forwarded" else _xff_hops(value)
     for hop in reversed(hops[-_MAX_HOPS:]):
         if hop is None:
             return UNKNOWN

@@ -29,7 +29,7 @@ from gateway.service.state import State, StateHolder
 
 @dataclass(frozen=True, slots=True)
 class BatchItem:
-    key: str
+    key: str | None  # None for a key that is not a string at all
     url: SignedUrl | None = None
     error: str | None = None
     detail: str | None = None
@@ -148,12 +148,16 @@ class GatewayService:
         key_allowed = ds.key_pattern.match
         for i, raw in enumerate(keys):
             if not isinstance(raw, str):
-                results[i] = BatchItem(str(raw)[:100], error="invalid_key", detail="a key must be a string")
+                # Never the value itself, nor its Python text: it may be anything, nested anyhow.
+                detail = f"key {i} is {_json_type(raw)}, not a string"
+                results[i] = BatchItem(None, error="invalid_key", detail=detail)
                 continue
             try:
                 key = validate_key(raw)
             except InvalidKey as exc:
-                results[i] = BatchItem(raw, error=exc.code, detail=exc.detail)
+                # A lone surrogate ("\ud800") cannot be written back as JSON: show it replaced.
+                shown = raw.encode("utf-8", "surrogatepass").decode("utf-8", "replace")[:1100]
+                results[i] = BatchItem(shown, error=exc.code, detail=exc.detail)
                 continue
             if key_allowed(key):
                 allowed.append((i, key))
@@ -171,6 +175,11 @@ class GatewayService:
         await self._audit(ctx, "sign_batch", dataset, None, summary, 200, started=started,
                           cache=f"{hits}/{len(allowed)}", keys=[k for _, k in allowed], denied=denied)
         return [item for item in results if item is not None]
+
+    async def refuse(self, ctx: RequestContext, action: str, exc: GatewayError) -> None:
+        """Audit a request refused before any decision, because it could not be read."""
+        self.metrics.decisions.labels("deny", DenyReason.BAD_REQUEST).inc()
+        await self._audit(ctx, action, None, None, _BAD_REQUEST, exc.status, started=time.perf_counter())
 
     # -- local-disk bytes -------------------------------------------------------------------
     async def resolve_local(self, ctx: RequestContext, dataset: str, raw_key: str | bytes,
@@ -241,6 +250,13 @@ class GatewayService:
 
 
 _UNAUTHENTICATED = Decision(False, reason=DenyReason.UNAUTHENTICATED)
+_BAD_REQUEST = Decision(False, reason=DenyReason.BAD_REQUEST)
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    return {int: "a number", float: "a number", list: "an array", dict: "an object"}.get(type(value), "null")
 
 
 @functools.lru_cache(maxsize=8192)

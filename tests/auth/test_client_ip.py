@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from gateway.auth.client_ip import UNKNOWN_CLIENT, client_ip, parse_ip
 from gateway.config import Network
+from gateway.errors import BadRequest
 
 TRUSTED: list[Network] = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8")]
 ip = ipaddress.ip_address
@@ -45,7 +46,20 @@ ip = ipaddress.ip_address
         ("10.0.0.2", {"x-forwarded-for": "1.2.3.4.5"}, "::"),
         ("10.0.0.2", {"x-forwarded-for": "fe80::1%eth0"}, "::"),
         ("10.0.0.2", {"x-forwarded-for": "\u0661.2.3.4"}, "::"),
-        # Forwarded (RFC 7239).
+        # Only X-Forwarded-For is read by default: a Forwarded header (the client's own, passed
+        # through) changes nothing.
+        ("10.0.0.2", {"forwarded": "for=198.51.100.4"}, "10.0.0.2"),
+        ("10.0.0.2", {"x-forwarded-for": "198.51.100.4", "forwarded": "for=6.6.6.6"}, "198.51.100.4"),
+    ],
+)
+def test_matrix(peer: str, headers: dict[str, str], expected: str) -> None:
+    assert client_ip(peer, headers, TRUSTED) == ip(expected)
+
+
+@pytest.mark.parametrize(
+    ("peer", "headers", "expected"),
+    [
+        # Forwarded (RFC 7239), with GATEWAY_FORWARDED_HEADER=forwarded.
         ("10.0.0.2", {"forwarded": "for=198.51.100.4"}, "198.51.100.4"),
         ("10.0.0.2", {"forwarded": 'for="[2001:db8:cafe::17]:4711";proto=https'}, "2001:db8:cafe::17"),
         ("10.0.0.2", {"forwarded": 'For="198.51.100.4:80", for=10.3.3.3;by=10.0.0.2'}, "198.51.100.4"),
@@ -57,18 +71,22 @@ ip = ipaddress.ip_address
         ("10.0.0.2", {"forwarded": 'for="198.51.100.4, for=6.6.6.6"'}, "::"),  # a comma inside quotes
         ("10.0.0.2", {"forwarded": 'for="unterminated'}, "::"),
         ("10.0.0.2", {"forwarded": 'for="\\[2001:db8::9\\]"'}, "2001:db8::9"),  # quoted-pair escapes
-        # Both headers: X-Forwarded-For wins (see the module docstring for why).
-        ("10.0.0.2", {"x-forwarded-for": "198.51.100.4", "forwarded": "for=6.6.6.6"}, "198.51.100.4"),
+        # Only Forwarded is read: behind a proxy that writes only Forwarded, the client's own
+        # X-Forwarded-For passes through untouched and must not choose the client's address.
+        ("10.0.0.2", {"x-forwarded-for": "6.6.6.6", "forwarded": "for=198.51.100.4"}, "198.51.100.4"),
+        ("10.0.0.2", {"x-forwarded-for": "198.51.100.4"}, "10.0.0.2"),
     ],
 )
-def test_matrix(peer: str, headers: dict[str, str], expected: str) -> None:
-    assert client_ip(peer, headers, TRUSTED) == ip(expected)
+def test_forwarded_matrix(peer: str, headers: dict[str, str], expected: str) -> None:
+    assert client_ip(peer, headers, TRUSTED, header="forwarded") == ip(expected)
 
 
-def test_prefer_forwarded() -> None:
-    headers = {"x-forwarded-for": "6.6.6.6", "forwarded": "for=198.51.100.4"}
-    assert client_ip("10.0.0.2", headers, TRUSTED, prefer="forwarded") == ip("198.51.100.4")
-    assert client_ip("10.0.0.2", {"x-forwarded-for": "198.51.100.4"}, TRUSTED, prefer="forwarded") == ip("198.51.100.4")
+@pytest.mark.parametrize("value", ["for=1.2.3.4;for=5.6.7.8", "for=198.51.100.4, for=6.6.6.6;proto=https;For=7.7.7.7"])
+def test_a_forwarded_element_with_two_for_is_refused_from_a_trusted_proxy(value: str) -> None:
+    with pytest.raises(BadRequest, match="for= twice"):
+        client_ip("10.0.0.2", {"forwarded": value}, TRUSTED, header="forwarded")
+    # From an untrusted peer nothing is read, so nothing is refused.
+    assert client_ip("203.0.113.7", {"forwarded": value}, TRUSTED, header="forwarded") == ip("203.0.113.7")
 
 
 def test_no_trusted_proxies_means_the_peer() -> None:
@@ -119,6 +137,10 @@ def test_garbage_never_crashes(peer: str | None, xff: str, fwd: str) -> None:
     assert isinstance(result, ipaddress.IPv4Address | ipaddress.IPv6Address)
     from_trusted = client_ip("10.0.0.2", {"x-forwarded-for": xff, "forwarded": fwd}, TRUSTED)
     assert isinstance(from_trusted, ipaddress.IPv4Address | ipaddress.IPv6Address)
+    try:  # Forwarded: an address, or a clear refusal of an element that names for= twice
+        client_ip("10.0.0.2", {"forwarded": fwd}, TRUSTED, header="forwarded")
+    except BadRequest as exc:
+        assert "for= twice" in exc.detail
 
 
 @given(xff=st.text(max_size=200))

@@ -150,7 +150,8 @@ datasets:
 
     async def run() -> list[int]:
         try:
-            return [await status([(b"X-Forwarded-For", b"10.0.0.1")]) for _ in range(2)] + [await status([])]
+            host = (b"host", b"127.0.0.1:8080")
+            return [await status([host, (b"X-Forwarded-For", b"10.0.0.1")]) for _ in range(2)] + [await status([host])]
         finally:
             await app.runtime.aclose()
 

@@ -174,7 +174,8 @@ def test_one_bad_key_never_fails_the_batch_and_order_is_kept(local_runtime: Call
     results = sign_batch(runtime, keys)
     assert len(results) == len(keys)
     assert [item.key for item in results[:2]] == ["images/z.png", "../etc/passwd"]
-    assert results[2].key == "42"
+    assert results[2].key is None and results[2].detail == "key 2 is a number, not a string"
+    assert results[7].key is None and results[7].detail == "key 7 is null, not a string"
     kinds = ["url" if item.url else item.error for item in results]
     assert kinds == ["url", "invalid_key", "invalid_key", "url", "forbidden", "invalid_key", "url", "invalid_key"]
     single = sign(runtime, "images/a b+c.png")

@@ -71,7 +71,10 @@ def raw_request(port: int, target: bytes, *, method: bytes = b"GET",
                 headers: list[tuple[bytes, bytes]] | None = None, body: bytes = b"",
                 content_length: int | None = None) -> RawResponse:
     """Send one request with ``target`` written verbatim on the request line (no normalization)."""
-    lines = [method + b" " + target + b" HTTP/1.1", b"Host: 127.0.0.1:" + str(port).encode(), b"Connection: close"]
+    lines = [method + b" " + target + b" HTTP/1.1"]
+    if not any(name.lower() == b"host" for name, _ in headers or []):
+        lines.append(b"Host: 127.0.0.1:" + str(port).encode())
+    lines.append(b"Connection: close")
     for name, value in headers or []:
         lines.append(name + b": " + value)
     if content_length is not None or body or method == b"POST":

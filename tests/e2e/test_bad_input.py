@@ -333,7 +333,8 @@ def test_batch_bad_bodies(shared_gateway: RunningGateway, body: bytes, status: i
 
 def test_batch_body_over_the_byte_limit_is_413(shared_gateway: RunningGateway) -> None:
     # Only the headers are sent: the declared length alone must be refused, before any body is read.
-    response = _get(shared_gateway, b"/v1/sign", method=b"POST", content_length=2_000_000_000)
+    response = _get(shared_gateway, b"/v1/sign", method=b"POST", content_length=2_000_000_000,
+                    headers=[(b"Content-Type", b"application/json")])
     assert_error(response, 413)
 
 

@@ -1,0 +1,91 @@
+"""Which ``Host`` names this gateway answers (DNS rebinding protection).
+
+A web page whose own name resolves to 127.0.0.1 (or to the gateway's private address) is, to the
+browser, the same origin as the gateway, and could read it around "no CORS by default". Browsers
+always send that page's name as ``Host``: the gateway serves only its own names.
+
+``GATEWAY_ALLOWED_HOSTS`` lists them, each ``name`` (any port) or ``name:port``; ``*`` turns the
+check off (only behind a proxy that checks ``Host`` itself). The default is the host of
+``GATEWAY_PUBLIC_URL`` and the listen address, plus ``localhost``, ``127.0.0.1`` and ``[::1]``
+when listening on loopback. Probes (``/healthz``, ``/readyz``) are answered whatever the ``Host``:
+Kubernetes sends the pod's IP.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from starlette.types import Scope
+
+from gateway.errors import BadRequest, GatewayError, MisdirectedRequest
+from gateway.settings import Settings
+
+PROBES = ("/healthz", "/readyz")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _split(entry: str) -> tuple[str, int | None]:
+    entry = entry.strip().lower().rstrip(".")
+    if entry.startswith("["):  # [v6]:port
+        host, _, rest = entry[1:].partition("]")
+        return f"[{host}]", int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
+    host, sep, port = entry.rpartition(":")
+    if sep and port.isdigit() and ":" not in host:
+        return host, int(port)
+    return (f"[{entry}]" if ":" in entry else entry), None
+
+
+class HostCheck:
+    def __init__(self, names: Iterable[str]) -> None:
+        self.any_port: set[bytes] = set()
+        self.exact: set[bytes] = set()
+        for name in names:
+            host, port = _split(name)
+            if port is None:
+                self.any_port.add(host.encode())
+            else:
+                self.exact.add(f"{host}:{port}".encode())
+        self.names = sorted(n.decode() for n in self.any_port | self.exact)
+
+    @classmethod
+    def of(cls, settings: Settings) -> HostCheck | None:
+        """The settings' allow-list (None when it is ``*``), or the default (module docstring)."""
+        if settings.allowed_hosts:
+            return None if "*" in settings.allowed_hosts else cls(settings.allowed_hosts)
+        names = []
+        url = urlsplit(settings.base_url())
+        if url.hostname:
+            port = url.port or _DEFAULT_PORTS.get(url.scheme, 80)
+            host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname
+            names.append(f"{host}:{port}")
+            if port == _DEFAULT_PORTS.get(url.scheme):
+                names.append(host)  # browsers leave a default port out of Host
+        listen = f"[{settings.host}]" if ":" in settings.host else settings.host
+        names.append(f"{listen}:{settings.port}")
+        try:
+            loopback = ipaddress.ip_address(settings.host).is_loopback
+        except ValueError:
+            loopback = settings.host == "localhost"
+        if loopback:
+            names += [f"{name}:{settings.port}" for name in ("localhost", "127.0.0.1", "[::1]")]
+        return cls(names)
+
+    def allows(self, host: bytes | None, scope: Scope) -> bool:
+        if host is None:
+            return scope.get("http_version") == "1.0" or scope["path"] in PROBES
+        host = host.lower()
+        if host in self.exact or scope["path"] in PROBES:
+            return True
+        name, _, port = host.rpartition(b":")
+        if not port.isdigit() or name.endswith(b":"):
+            name = host  # no port (IPv6 literals keep their brackets)
+        return name.rstrip(b".") in self.any_port or host.rstrip(b".") in self.exact
+
+    def refusal(self, host: bytes | None, count: int) -> GatewayError:
+        if count > 1:
+            return BadRequest("the request has two different Host headers")
+        if host is None:
+            return BadRequest("an HTTP/1.1 request must name its Host")
+        return MisdirectedRequest("this gateway does not answer for that Host; see GATEWAY_ALLOWED_HOSTS")
