@@ -39,12 +39,11 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
 def app_from_env() -> ASGIApp:
     """Factory for multi-worker serving: each worker reads the same GATEWAY_* environment."""
     from gateway import logs
-    from gateway.protocol import configure
-    from gateway.serving import limits
+    from gateway.protocol import Limits, configure
 
     settings = Settings()
     logs.configure(settings.log_level, settings.log_format)
-    configure(limits(settings))  # this worker's connections
+    configure(Limits.of(settings))  # this worker's connections
     app = create_app(settings)
     freeze_startup_heap()
     return app.asgi

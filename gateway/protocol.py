@@ -30,6 +30,8 @@ from typing import Any
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from gateway.settings import Settings
+
 log = logging.getLogger("gateway.http")
 _REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
@@ -39,6 +41,11 @@ class Limits:
     head_timeout: float = 10.0
     max_head_bytes: int = 65_536
     max_headers: int = 100
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(head_timeout=settings.header_timeout, max_head_bytes=settings.max_header_bytes,
+                   max_headers=settings.max_headers)
 
 
 LIMITS = Limits()

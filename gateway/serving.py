@@ -20,11 +20,6 @@ from gateway.protocol import Limits, configure
 from gateway.settings import Settings
 
 
-def limits(settings: Settings) -> Limits:
-    return Limits(head_timeout=settings.header_timeout, max_head_bytes=settings.max_header_bytes,
-                  max_headers=settings.max_headers)
-
-
 def serve(settings: Settings) -> None:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
@@ -36,7 +31,7 @@ def serve(settings: Settings) -> None:
             "the folder to serve does not exist; create it, or pass --local-dir DIR (GATEWAY_LOCAL_DIR)"])
     if settings.admin_port is not None and settings.admin_port == settings.port:
         raise ConfigError("settings", ["GATEWAY_ADMIN_PORT must differ from GATEWAY_PORT"])
-    configure(limits(settings))
+    configure(Limits.of(settings))
     common: dict[str, Any] = {
         "host": settings.host, "port": settings.port, "access_log": False, "proxy_headers": False,
         "server_header": False, "log_config": None, "timeout_graceful_shutdown": 10,

@@ -30,7 +30,7 @@ MAX_LINES = 300
 # redis_client is the shared Redis connection helper used by several middle packages: a leaf.
 LEAVES = {"errors", "models", "settings", "config", "keys", "logs", "client", "redis_client"}
 MIDDLE = {"policy", "auth", "backends", "cache", "audit", "metrics", "ratelimit"}
-ROOT = {"app", "runtime", "build", "serving", "tls", "cli", "cli_urls", "__main__"}
+ROOT = {"app", "runtime", "build", "serving", "tls", "protocol", "cli", "cli_urls", "__main__"}
 CONCRETE_BACKENDS = {"gateway.backends.local", "gateway.backends.s3", "gateway.backends.gcs"}
 
 

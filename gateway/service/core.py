@@ -222,7 +222,9 @@ class GatewayService:
         return ds
 
     async def _unknown_dataset(self, ctx: RequestContext, name: str, action: str, started: float) -> NoReturn:
-        exc = UnknownDataset(f"there is no dataset named {name[:64]!r}")
+        exc: GatewayError = UnknownDataset(f"there is no dataset named {name[:64]!r}")
+        if ctx.principal.anonymous:
+            exc = anonymous_refusal()
         await self._deny(ctx, action, name[:64], None, DenyReason.UNKNOWN_DATASET, exc, started)
 
     async def _deny(self, ctx: RequestContext, action: str, dataset: str, key: str | None,
@@ -264,12 +266,19 @@ def _ip_text(address: IPAddress) -> str:
     return str(address)  # ipaddress formats in Python, for every record: cache it (addresses repeat)
 
 
+def anonymous_refusal() -> Unauthenticated:
+    """What a caller without a credential hears for any dataset it may not read, and for a dataset
+    that does not exist: the same words, so that strangers cannot list the datasets. The audit
+    record keeps the real reason."""
+    return Unauthenticated("no access without a credential (a bearer token or a signed vendor request), "
+                           "or from this network", reason="missing")
+
+
 def _refusal(ctx: RequestContext, ds: CompiledDataset, decision: Decision) -> GatewayError:
-    """403, except that a caller without a credential, where a credential could help, gets 401."""
-    needs_credential = any(not rule.anonymous for rule in ds.config.rules)
-    if ctx.principal.anonymous and needs_credential and decision.reason is DenyReason.NO_RULE_MATCHED:
-        return Unauthenticated("this dataset needs a credential: a bearer token or a signed vendor request",
-                               reason="missing")
+    """403 for a caller with a credential; the anonymous refusal (401) for one without, unless a
+    rule admits it and only the key is not allowed."""
+    if ctx.principal.anonymous and decision.reason is not DenyReason.KEY_NOT_ALLOWED:
+        return anonymous_refusal()
     return Forbidden(_deny_detail(decision), reason=decision.reason or DenyReason.NO_RULE_MATCHED)
 
 

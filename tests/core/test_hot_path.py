@@ -157,4 +157,4 @@ datasets:
 
     # From the office (through the trusted proxy): allowed, twice. Straight from the proxy's own
     # address: refused.
-    assert asyncio.run(run()) == [302, 302, 403]
+    assert asyncio.run(run()) == [302, 302, 401]

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.errors import Forbidden
+from gateway.errors import Forbidden, Unauthenticated
 from gateway.models import RequestContext
 from gateway.runtime import Runtime
 from tests.core.conftest import Clock
@@ -68,7 +68,7 @@ def setup(tmp_path: Path, make_runtime: Callable[..., Runtime], clock: Clock
 def allowed(runtime: Runtime) -> bool:
     try:
         asyncio.run(runtime.service.sign(CTX, "raw", "a.png", action="redirect"))
-    except Forbidden:
+    except (Forbidden, Unauthenticated):
         return False
     return True
 

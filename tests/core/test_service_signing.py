@@ -12,13 +12,15 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 
 from gateway.backends import FileSource
-from gateway.errors import Forbidden, InvalidKey, PayloadTooLarge, UnknownDataset
-from gateway.models import RequestContext, SignedUrl
+from gateway.errors import Forbidden, InvalidKey, PayloadTooLarge, Unauthenticated, UnknownDataset
+from gateway.models import AuthMethod, Principal, RequestContext, SignedUrl
 from gateway.runtime import Runtime
 from tests.core.conftest import PUBLIC_URL, Clock, local_policy
 
 LOOPBACK = RequestContext(request_id="req-1", client_ip=ipaddress.ip_address("127.0.0.1"), user_agent="pytest")
 OUTSIDE = RequestContext(request_id="req-2", client_ip=ipaddress.ip_address("198.51.100.7"))
+EMPLOYEE = RequestContext(request_id="req-3", client_ip=ipaddress.ip_address("198.51.100.8"),
+                          principal=Principal(AuthMethod.OIDC, subject="00u1", issuer="okta"))
 
 
 @pytest.fixture
@@ -147,10 +149,17 @@ def test_sign_rejects_bad_keys_and_denies_outsiders(local_runtime: Callable[...,
     runtime = local_runtime()
     with pytest.raises(InvalidKey):
         sign(runtime, "images/%2e%2e/secret")
-    with pytest.raises(Forbidden):
+    with pytest.raises(Unauthenticated) as outsider:
         sign(runtime, "images/0.png", OUTSIDE)
+    # A caller with a credential learns that a dataset does not exist.
     with pytest.raises(UnknownDataset):
-        asyncio.run(runtime.service.sign(LOOPBACK, "nope", "a.png", action="redirect"))
+        asyncio.run(runtime.service.sign(EMPLOYEE, "nope", "a.png", action="redirect"))
+    # A caller without one hears exactly what it hears for a dataset it may not read: strangers
+    # cannot list the datasets by name.
+    with pytest.raises(Unauthenticated) as stranger:
+        asyncio.run(runtime.service.sign(OUTSIDE, "nope", "a.png", action="redirect"))
+    assert (stranger.value.status, stranger.value.code, stranger.value.detail) == (
+        outsider.value.status, outsider.value.code, outsider.value.detail)
 
 
 # -- batches ------------------------------------------------------------------------------------------------
@@ -184,10 +193,14 @@ def test_one_bad_key_never_fails_the_batch_and_order_is_kept(local_runtime: Call
 
 
 def test_a_batch_from_outside_is_refused_whole(local_runtime: Callable[..., Runtime]) -> None:
-    # No rule admits the caller at all (the rules do not depend on the key): one 403, not N errors.
-    with pytest.raises(Forbidden) as info:
+    # No rule admits the caller at all (the rules do not depend on the key): one refusal, not N errors
+    # (401 for a caller without a credential, 403 for one with a credential no rule admits).
+    with pytest.raises(Unauthenticated) as info:
         sign_batch(local_runtime(), ["images/0.png", "images/1.png"], OUTSIDE)
-    assert info.value.status == 403
+    assert info.value.status == 401
+    with pytest.raises(Forbidden) as denied:
+        sign_batch(local_runtime(), ["images/0.png", "images/1.png"], EMPLOYEE)
+    assert denied.value.status == 403
 
 
 def test_a_batch_larger_than_the_rate_limit_is_413_not_a_retry_forever(
@@ -206,8 +219,11 @@ def test_a_batch_larger_than_the_rate_limit_is_413_not_a_retry_forever(
 def test_an_unknown_dataset_is_a_recorded_decision(local_runtime: Callable[..., Runtime], tmp_path: Path) -> None:
     runtime = local_runtime()
     with pytest.raises(UnknownDataset):
+        asyncio.run(runtime.service.sign(EMPLOYEE, "no-such-dataset", "a.png", action="redirect"))
+    with pytest.raises(Unauthenticated):
         asyncio.run(runtime.service.sign(LOOPBACK, "no-such-dataset", "a.png", action="redirect"))
     runtime.audit.close()
     records = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    # The audit record keeps the real reason, whatever the caller was told.
     assert [(r["dataset"], r["decision"], r["reason"], r["status"]) for r in records] == [
-        ("no-such-dataset", "deny", "unknown_dataset", 404)]
+        ("no-such-dataset", "deny", "unknown_dataset", 404), ("no-such-dataset", "deny", "unknown_dataset", 401)]

@@ -145,7 +145,10 @@ def _round(n: int, scale: int, good: str, partner: str) -> list[Request]:
         out += [("POST", "/v1/sign", {"Content-Type": "application/json"}, keys)] * 2
         out.append(("OPTIONS", "/v1/sign", {"Origin": "https://app.vendor.example",
                                              "Access-Control-Request-Method": "POST"}, b""))
-        out += [("GET", f"/v1/datasets/nope-{i}/objects/a.png", {}, b"") for i in range(16)]  # 404
+        # 404: an unknown dataset, asked by a caller with a credential (strangers get the 401 of any
+        # dataset they may not read)
+        out += [("GET", p, vendor_headers(p), b"") for p in (f"/v1/datasets/nope-{n}-{s}-{i}/objects/a.png"
+                                                              for i in range(16))]
         out += [("GET", "/v1/datasets/open/objects/%2e%2e/secret", {}, b"")] * 8  # 400
         out += [("GET", f"/v1/datasets/vendor/objects/{i}.png", {}, b"") for i in range(8)]  # 401, no credential
         out += [("GET", "/v1/datasets/driving/objects/a.png", {"Authorization": "Bearer not.a.jwt"}, b"")] * 16

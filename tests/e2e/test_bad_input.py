@@ -115,9 +115,6 @@ def test_unicode_key_round_trip(shared_gateway: RunningGateway) -> None:
 @pytest.mark.parametrize(
     ("target", "code"),
     [
-        (b"/v1/datasets/nope/objects/a.bin", "unknown_dataset"),
-        (b"/v1/datasets/LOCAL/objects/a.bin", "unknown_dataset"),
-        (b"/v1/datasets/" + b"x" * 63 + b"/objects/a.bin", "unknown_dataset"),
         (b"/v1/datasets/" + b"x" * 200 + b"/objects/a.bin", "not_found"),
         (b"/v1/datasets/../objects/a.bin", "not_found"),
         (b"/v1/datasets/%2e%2e/objects/a.bin", "not_found"),
@@ -129,7 +126,6 @@ def test_unicode_key_round_trip(shared_gateway: RunningGateway) -> None:
         (b"/v1/datasets//objects/a.bin", "not_found"),
         (b"/v1/datasets/local", "not_found"),
         (b"/v1/datasets/local/objectsX/a.bin", "not_found"),
-        (b"/v1/local/nope/a.bin?exp=1&sig=x", "unknown_dataset"),
         (b"/v1/local/..%2f/a.bin?exp=1&sig=x", "not_found"),
         (b"/nope", "not_found"),
         (b"/v1", "not_found"),
@@ -140,6 +136,21 @@ def test_unicode_key_round_trip(shared_gateway: RunningGateway) -> None:
 def test_unknown_dataset_or_route_is_404(shared_gateway: RunningGateway, target: bytes, code: str) -> None:
     body = assert_error(_get(shared_gateway, target), 404, code)
     assert "x" * 100 not in body["detail"]  # a long name is not echoed back whole
+
+
+@pytest.mark.parametrize("target", [b"/v1/datasets/nope/objects/a.bin", b"/v1/datasets/LOCAL/objects/a.bin",
+                                    b"/v1/datasets/" + b"x" * 60 + b"/objects/a.bin",
+                                    b"/v1/local/nope/a.bin?exp=1&sig=x"])
+def test_strangers_cannot_tell_an_unknown_dataset_from_a_refused_one(
+    gateway_server, tmp_path: Path, target: bytes  # type: ignore[no-untyped-def]
+) -> None:
+    """Without a credential, an unknown dataset is answered exactly like one the caller may not
+    read (here: a dataset open only to 10.0.0.0/8): strangers cannot list datasets by name."""
+    data = make_data_dir(tmp_path)
+    gw: RunningGateway = gateway_server(config=local_policy(tmp_path / "p.yaml", data, networks=["10.0.0.0/8"]))
+    unknown = assert_error(_get(gw, target), 401, "unauthenticated")
+    refused = assert_error(_get(gw, b"/v1/datasets/local/objects/a.bin"), 401, "unauthenticated")
+    assert unknown["detail"] == refused["detail"]
 
 
 # -- local-URL signatures -------------------------------------------------------------------
@@ -320,7 +331,7 @@ def test_head_on_local_file(shared_gateway: RunningGateway, urls: dict[str, str]
         (b'{"keys": ["a.bin"]}', 400, "bad_request"),
         (b'{"dataset": 1, "keys": ["a.bin"]}', 400, "bad_request"),
         (b'{"dataset": "local", "keys": ["a.bin"], "redirect": "https://evil.example"}', 400, "bad_request"),
-        (b'{"dataset": "nope", "keys": ["a.bin"]}', 404, "unknown_dataset"),
+        (b'{"dataset": "nope", "keys": ["a.bin"]}', 401, "unauthenticated"),  # as for a refused dataset
         (json.dumps({"dataset": "local", "keys": ["k"] * 1001}).encode(), 413, "batch_too_large"),
     ],
     ids=lambda v: v[:40].decode("latin-1") if isinstance(v, bytes) else str(v),

@@ -108,8 +108,8 @@ def test_traversal_is_400(session: Session) -> None:
     assert_error(session.responses["traversal"], 400, "invalid_key")  # type: ignore[arg-type]
 
 
-def test_unknown_dataset_is_404(session: Session) -> None:
-    assert_error(session.responses["unknown"], 404, "unknown_dataset")  # type: ignore[arg-type]
+def test_an_unknown_dataset_is_refused_like_any_dataset_without_a_credential(session: Session) -> None:
+    assert_error(session.responses["unknown"], 401, "unauthenticated")  # type: ignore[arg-type]
 
 
 def test_process_stops_cleanly_and_says_where_it_serves(session: Session) -> None:
@@ -215,10 +215,10 @@ def test_expired_url_is_403(gateway_server, tmp_path: Path) -> None:  # type: ig
 @pytest.mark.parametrize(
     ("networks", "trusted", "expected"),
     [
-        (["10.0.0.0/8"], [], 403),  # the spoofed header is ignored: the peer is 127.0.0.1
+        (["10.0.0.0/8"], [], 401),  # the spoofed header is ignored: the peer is 127.0.0.1
         (["127.0.0.1/32"], [], 302),  # and it does not take away the real peer's access
         (["10.0.0.0/8"], ["127.0.0.1/32"], 302),  # control: from a trusted proxy the header counts
-        (["127.0.0.1/32"], ["127.0.0.1/32"], 403),
+        (["127.0.0.1/32"], ["127.0.0.1/32"], 401),
     ],
 )
 def test_spoofed_x_forwarded_for_changes_nothing(gateway_server, tmp_path: Path, networks: list[str],  # type: ignore[no-untyped-def]
@@ -229,9 +229,9 @@ def test_spoofed_x_forwarded_for_changes_nothing(gateway_server, tmp_path: Path,
     for header in (b"X-Forwarded-For", b"Forwarded"):
         value = b"10.0.0.1" if header == b"X-Forwarded-For" else b"for=10.0.0.1"
         if header == b"Forwarded" and trusted:
-            continue  # XFF is preferred; Forwarded alone is covered in the untrusted cases
+            continue  # only X-Forwarded-For is read by default; Forwarded alone is covered untrusted
         response = raw_request(gw.port, b"/v1/datasets/local/objects/a.bin", headers=[(header, value)])
-        if expected == 403:
-            assert_error(response, 403, "forbidden")
+        if expected == 401:  # no credential, and no rule admits the address
+            assert_error(response, 401, "unauthenticated")
         else:
             assert response.status == 302, response.body

@@ -43,7 +43,7 @@ def test_reload_good_bad_fixed(gateway_server, tmp_path: Path) -> None:  # type:
     with httpx.Client(base_url=gw.url, timeout=10) as client:
         first = client.get("/readyz").json()
         assert first["status"] == "ready" and first["last_reload_error"] is None
-        assert_error(client.get("/v1/datasets/extra/objects/a.bin"), 404, "unknown_dataset")
+        assert_error(client.get("/v1/datasets/extra/objects/a.bin"), 401, "unauthenticated")
         assert reload_errors(client) == 0
 
         # A good edit: a dataset appears, within a second, and the version changes.
@@ -86,7 +86,7 @@ def test_reload_good_bad_fixed(gateway_server, tmp_path: Path) -> None:  # type:
         fixed = client.get("/readyz").json()
         assert fixed["status"] == "ready"
         assert fixed["policy_version"] == first["policy_version"]  # the same bytes as the first file
-        assert_error(client.get("/v1/datasets/extra/objects/a.bin"), 404, "unknown_dataset")
+        assert_error(client.get("/v1/datasets/extra/objects/a.bin"), 401, "unauthenticated")
         successes = sum(v for name, labels, v in metric_samples(client.get("/metrics").text)
                         if name == "gateway_policy_reloads_total" and labels.get("result") == "success")
         assert successes >= 2

@@ -156,14 +156,14 @@ def test_metrics_cover_the_gateway_and_never_label_with_keys_or_principals(
         assert response.status_code == 302
         forbidden.update(parse_qs(urlsplit(response.headers["location"]).query)["sig"])
         forbidden.add(response.headers["x-request-id"])
-    assert get(gateway, f"/v1/datasets/closed/objects/{secret_key}").status_code == 403
+    assert get(gateway, f"/v1/datasets/closed/objects/{secret_key}").status_code == 401  # no credential
     headers = vendor_headers(f"/v1/datasets/open/objects/{secret_key}")
     forbidden.add(headers["X-Gateway-Signature"])
     assert get(gateway, f"/v1/datasets/open/objects/{secret_key}", headers).status_code == 302
     bad = dict(headers, **{"X-Gateway-Signature": "0" * 64})
     assert get(gateway, f"/v1/datasets/open/objects/{secret_key}", bad).status_code == 401
     assert [get(gateway, f"/v1/datasets/limited/objects/{secret_key}").status_code for _ in range(2)] == [302, 429]
-    assert get(gateway, "/v1/datasets/nope/objects/x").status_code == 404
+    assert get(gateway, "/v1/datasets/nope/objects/x").status_code == 401  # strangers cannot list datasets
 
     config.write_text(config.read_text() + "# edited\n")
     wait_until(lambda: metric(metric_samples(gateway.url), "gateway_policy_reloads_total", result="success") >= 1,
