@@ -118,8 +118,7 @@ class Runtime:
         self.limiter: RateLimiter = MemoryRateLimiter()
         shared_cache: RedisUrlCache | None = None
         if settings.redis_url:
-            self.redis = SharedRedis(settings.redis_url, prefix=settings.redis_prefix,
-                                     on_error=self.metrics.redis_errors.inc)
+            self.redis = SharedRedis.from_settings(settings, on_error=self.metrics.redis_errors.inc)
             shared_cache = RedisUrlCache(self.redis)
             self.replay = RedisReplayStore(self.redis, self.replay, fail_closed=settings.replay_fail_closed,
                                            on_fallback=self.metrics.redis_fallbacks.labels("replay").inc)
@@ -218,9 +217,9 @@ class Runtime:
                 case FileSinkConfig():
                     sinks.append(FileSink(Path(sink.path)))
                 case RedisStreamSinkConfig():
-                    if not self.settings.redis_url:
+                    if self.redis is None:
                         raise ConfigError("audit.sinks", ["kind redis_stream needs GATEWAY_REDIS_URL"])
-                    sinks.append(RedisStreamSink(self.settings.redis_url, sink.stream, sink.maxlen))
+                    sinks.append(RedisStreamSink(self.redis, sink.stream, sink.maxlen))
         return AuditLog(sinks, max_queue=self.settings.audit_queue_size, fail_closed=config.fail_closed,
                         on_drop=self.metrics.audit_dropped.inc)
 
@@ -231,9 +230,11 @@ class Runtime:
         backends = {name: backend.health() for name, backend in state.backends.items()}
         healthy = all(bool(h.get("ok")) for h in backends.values())
         redis = "disabled"
+        redis_details = None
         if self.redis is not None:
             # One bounded PING per probe; it is also what closes the breaker again after an outage.
-            redis = "up" if await self.redis.ping() else "down"
+            redis_details = await self.redis.readiness()
+            redis = redis_details["state"]
         degraded = not healthy or self.holder.last_reload_error is not None or redis == "down"
         return {
             "status": "degraded" if degraded else "ready",
@@ -243,6 +244,7 @@ class Runtime:
             "last_reload_at": self.holder.last_reload_at,
             "backends": backends,
             "cache": {"memory": "ok", "redis": redis},
+            "redis": redis_details,
         }
 
     async def flush_metrics_forever(self, interval: float = 1.0) -> None:
@@ -277,6 +279,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if runtime.redis is not None:
+            await runtime.redis.start()  # bounded; says why and serves degraded when Redis is unusable
         task = asyncio.create_task(runtime.reloader.run()) if runtime.reloader else None
         flusher = asyncio.create_task(runtime.flush_metrics_forever())
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
