@@ -29,6 +29,7 @@ from redis.credentials import CredentialProvider
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gateway.redis.options import RedisOptions
+from gateway.redis.sentinel import MasterConnection, MasterSSLConnection
 from gateway.redis.url import RedisTarget
 
 AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
@@ -81,7 +82,9 @@ def async_client(target: RedisTarget, options: RedisOptions,
                 list(target.nodes), sentinel_kwargs=_sentinel_kwargs(target, options), **common)
             assert target.master is not None  # noqa: S101 - the URL parser guarantees it
             # One master_for per process: each call makes a new pool (redis-py #3433).
-            master: redis.asyncio.Redis = manager.master_for(target.master, db=target.db, retry=_retry(sync=False))
+            master: redis.asyncio.Redis = manager.master_for(
+                target.master, db=target.db, retry=_retry(sync=False),
+                connection_class=MasterSSLConnection if target.tls else MasterConnection)
             return master, manager
     if target.unix_path is not None:
         unix = redis.asyncio.Redis(unix_socket_path=target.unix_path, retry=_retry(sync=False),

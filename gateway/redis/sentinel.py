@@ -17,11 +17,38 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from redis.asyncio.connection import SSLConnection
+from redis.asyncio.sentinel import SentinelManagedConnection
 from redis.exceptions import RedisError
 
 log = logging.getLogger("gateway.redis")
 
 CHANNEL = "+switch-master"
+
+
+class MasterConnection(SentinelManagedConnection):
+    """A master connection that asks Sentinel where the master is whenever it reconnects.
+
+    redis-py's Sentinel connection asks only when the pool hands it out; a connection that drops
+    in the middle of a command (as every one does when the listener disconnects the pool) is
+    reconnected by the command's retry to the address it had: the old master (redis-py #3874).
+    """
+
+    _address_fresh = False
+
+    async def connect_to(self, address: Any) -> None:
+        self._address_fresh = True  # the pool just asked Sentinel
+        await super().connect_to(address)  # type: ignore[no-untyped-call]
+
+    async def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
+        if not self.is_connected and not self._address_fresh and self.connection_pool.is_master:
+            self.host, self.port = await self.connection_pool.get_master_address()
+        self._address_fresh = False
+        await super().connect_check_health(check_health=check_health, retry_socket_connect=retry_socket_connect)
+
+
+class MasterSSLConnection(MasterConnection, SSLConnection):
+    pass
 
 
 class SwitchMasterListener:
