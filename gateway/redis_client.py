@@ -33,6 +33,9 @@ __all__ = ["TIMEOUT", "Breaker", "LuaScript", "NotReplicated", "RedisDown", "Red
 
 log = logging.getLogger("gateway.redis")
 T = TypeVar("T")
+# What a failing Redis raises: redis-py's errors (its Cluster errors are not RedisErrors), socket
+# errors, and the deadline.
+FAILURES = (TimeoutError, redis.RedisError, redis.exceptions.RedisClusterException, OSError)
 WARM_CONNECTIONS = 4  # opened at startup, so that the first burst of requests finds connections ready
 
 
@@ -94,7 +97,7 @@ class SharedRedis:
         try:
             # The socket timeouts bound each step; this bounds the whole call, reconnects included.
             result = await asyncio.wait_for(operation(self.client), self.deadline + extra)
-        except (TimeoutError, redis.RedisError, OSError) as exc:
+        except FAILURES as exc:
             self.breaker.failure()
             self.last_error = describe_error(exc, where=self.target.describe(), timeout=self.timeout)
             self._on_error()
@@ -147,7 +150,7 @@ class SharedRedis:
             self._tasks.append(asyncio.create_task(self.listener.run(), name="redis-switch-master"))
         try:
             await asyncio.wait_for(self._connect(), self.deadline * 3)
-        except (TimeoutError, redis.RedisError, OSError) as exc:
+        except FAILURES as exc:
             self.last_error = describe_error(exc, where=self.target.describe(), timeout=self.timeout)
             log.error("Redis is not usable at startup: %s. Serving degraded (in-process fallbacks) until it "
                       "answers", self.last_error)
@@ -165,7 +168,7 @@ class SharedRedis:
         """Read what the server says about itself; warn when it endangers the gateway's keys."""
         try:
             self.facts = await asyncio.wait_for(read_facts(self.client, self.cluster), self.deadline)
-        except (TimeoutError, redis.RedisError, OSError) as exc:
+        except FAILURES as exc:
             log.warning("could not read Redis INFO (%s); eviction policy unknown", type(exc).__name__)
             return
         if self.facts.evicts_gateway_keys:

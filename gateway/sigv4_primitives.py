@@ -64,10 +64,10 @@ def presign_query(
     expires: int,
     payload_hash: str = EMPTY_SHA256,
 ) -> str:
-    """The query string (without ``?``) of a SigV4 query-presigned request, signature last.
+    """The query string (without ``?``) of a SigV4 query-presigned request, as botocore's
+    ``SigV4QueryAuth`` makes it: ``params``, then the ``X-Amz-*`` parameters, the signature last.
 
-    Only the ``host`` header is signed, as botocore's ``SigV4QueryAuth`` does. ``params`` are
-    the request's own query parameters; they and the ``X-Amz-*`` ones are sorted together.
+    Only the ``host`` header is signed. The canonical request sorts every parameter.
     """
     stamp = amz_date(signed_at)
     date = stamp[:8]
@@ -82,10 +82,11 @@ def presign_query(
     ]
     if credentials.token:
         query.append(("X-Amz-Security-Token", credentials.token))
-    encoded = sorted((quote(k, safe=SAFE), quote(v, safe=SAFE)) for k, v in query)
-    canonical_query = "&".join(f"{k}={v}" for k, v in encoded)
+    encoded = [(quote(k, safe=SAFE), quote(v, safe=SAFE)) for k, v in query]
+    canonical_query = "&".join(f"{k}={v}" for k, v in sorted(encoded))
     canonical_request = f"{method}\n{path}\n{canonical_query}\nhost:{host}\n\nhost\n{payload_hash}"
     string_to_sign = f"{ALGORITHM}\n{stamp}\n{scope}\n" + hashlib.sha256(canonical_request.encode()).hexdigest()
     key = derive_signing_key(credentials.secret_key, date, region, service)
     signature = hmac.new(key, string_to_sign.encode(), "sha256").hexdigest()
-    return f"{canonical_query}&X-Amz-Signature={signature}"
+    # The query in botocore's order (as added), which only the signature covers sorted.
+    return "&".join(f"{k}={v}" for k, v in encoded) + f"&X-Amz-Signature={signature}"

@@ -82,6 +82,8 @@ def describe_error(exc: BaseException, *, where: str, timeout: float) -> str:
         return f"{where} did not answer within {timeout:g}s"
     if isinstance(exc, RedisClusterException) and not isinstance(exc, ResponseError):
         return f"cannot reach the Redis Cluster at {where}: {_first_line(exc)}"
+    if any(isinstance(e, ConnectionResetError) for e in chain) or "reset by peer" in text:
+        return f"{where} closed the connection at once: does it expect TLS (rediss://)?"
     if any(isinstance(e, RedisConnectionError | OSError) for e in chain):
         return f"cannot connect to {where}: {_first_line(chain[-1])}"
     return f"{where}: {type(exc).__name__}: {_first_line(exc)}"

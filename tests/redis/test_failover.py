@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -190,3 +191,31 @@ def test_script_flush_under_load_fails_nothing(on_cluster: tuple[GatewayProcess,
     result, _ = run_event(gateway, flush, count_present_cluster(setup), "cluster: SCRIPT FLUSH on every node")
     assert result.failed == 0, result.line()
     assert metric(metric_samples(gateway.url), "gateway_redis_fallbacks_total") == fallbacks
+
+
+@pytest.mark.timeout(90)
+def test_a_stopped_primary_delays_no_request_beyond_the_timeouts(on_cluster: tuple[GatewayProcess, ClusterSetup]
+                                                                 ) -> None:
+    """SIGSTOP: the node accepts connections (the kernel does) and never answers. Each Redis call is
+    bounded by connect + 2 commands (1.5 s by default; a nonce's WAIT adds 0.1 s), and a request
+    makes one such call, so no request may wait much longer, whatever the cluster does meanwhile."""
+    gateway, setup = on_cluster
+    victim = setup.primaries()[0]
+    load = Load(gateway.url).start()
+    try:
+        time.sleep(1.0)
+        at = time.monotonic()
+        victim.signal(signal.SIGSTOP)
+        try:
+            time.sleep(3.0)
+        finally:
+            victim.signal(signal.SIGCONT)  # also in the topology's teardown, should this test die here
+        load.wait_recovered(at, timeout=RECOVERY)
+    finally:
+        load.stop()
+    during = [a for a in load.answers if a.at >= at]
+    slowest = max(a.seconds for a in during)
+    print(f"cluster: primary stopped (SIGSTOP) 3 s: {len(during)} requests, slowest {slowest:.2f} s, "
+          f"{sum(a.status != 302 for a in during)} failed")
+    assert slowest < 1.6 + 0.7, f"a request waited {slowest:.2f} s"
+    assert {(a.kind, a.status) for a in during if a.status != 302} <= {("vendor", 503)}
