@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -83,7 +84,9 @@ class SharedRedis:
     def tagged(self, kind: str, ident: str) -> str:
         """A key with a Cluster hash tag, ``gw:kind:{ident}``: every key built for one ``ident``
         (one principal's buckets, say) lands in one slot, so one script may touch them all."""
-        return f"{self.prefix}{kind}:{{{ident}}}"
+        # A "}" in the name (or an empty one) would end the tag early: those tag by a digest instead.
+        tag = ident if ident and "}" not in ident else hashlib.sha256(ident.encode()).hexdigest()[:32]
+        return f"{self.prefix}{kind}:{{{tag}}}"
 
     # -- calls ----------------------------------------------------------------------------------
     @property
@@ -110,9 +113,15 @@ class SharedRedis:
         return result
 
     async def get_many(self, names: Sequence[str]) -> list[Any]:
-        """MGET; on Cluster split by slot (and possibly read from replicas, when configured)."""
-        if self.cluster:
-            return await self.call(lambda r: r.mget_nonatomic(list(names)))  # type: ignore[union-attr]
+        """MGET; on Cluster one GET per key, concurrently: keys rarely share a slot, and redis-py routes
+        GET, not MGET, to replicas when reading from them is configured."""
+        if isinstance(self.client, redis.asyncio.cluster.RedisCluster):
+            cluster = self.client
+
+            async def each(_: object) -> list[Any]:
+                return list(await asyncio.gather(*(cluster.get(name) for name in names)))
+
+            return await self.call(each)
         return await self.call(lambda r: r.mget(list(names)))
 
     async def set_nx(self, key: str, px: int, *, confirm: bool = False) -> bool:

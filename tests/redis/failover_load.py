@@ -127,15 +127,17 @@ class Outcome:
     failed: int  # answers other than 302 (503s while replay protection cannot confirm)
     degraded_seconds: float  # first to last failed answer
     accepted_nonces: int
-    lost_nonces: int
+    lost_nonces: int  # accepted with the nonce written to Redis, and gone from Redis afterwards
+    fallback_nonces: int  # accepted through the in-process fallback: never in Redis, this replica only
     statuses: dict[int, int]
 
     def line(self) -> str:
         return (f"{self.name}: {self.requests} requests, {self.failed} failed over {self.degraded_seconds:.1f} s, "
-                f"{self.lost_nonces} of {self.accepted_nonces} accepted nonces lost, statuses {self.statuses}")
+                f"{self.accepted_nonces} nonces accepted: {self.fallback_nonces} by the in-process fallback, "
+                f"{self.lost_nonces} written to Redis and lost; statuses {self.statuses}")
 
 
-def outcome(name: str, answers: list[Answer], present: Callable[[list[str]], int]) -> Outcome:
+def outcome(name: str, answers: list[Answer], present: Callable[[list[str]], int], *, fell_back: int = 0) -> Outcome:
     failed = [a for a in answers if a.status != 302]
     accepted = [a for a in answers if a.kind == "vendor" and a.status == 302]
     keys = [nonce_key(a.headers) for a in accepted if a.headers]
@@ -143,4 +145,5 @@ def outcome(name: str, answers: list[Answer], present: Callable[[list[str]], int
     for a in answers:
         statuses[a.status] = statuses.get(a.status, 0) + 1
     span = (failed[-1].at - failed[0].at) if failed else 0.0
-    return Outcome(name, len(answers), len(failed), span, len(keys), len(keys) - present(keys), statuses)
+    missing = len(keys) - present(keys)
+    return Outcome(name, len(answers), len(failed), span, len(keys), max(0, missing - fell_back), fell_back, statuses)

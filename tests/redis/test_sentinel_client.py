@@ -17,6 +17,36 @@ from tests.redis.test_contracts import MustNotFallBack
 
 
 @pytest.mark.timeout(60)
+def test_fail_closed_nonce_waits_for_a_replica_and_refuses_without_one(sentinel_setup: SentinelSetup) -> None:
+    replica = sentinel_setup.replica()
+
+    async def body() -> None:
+        shared = SharedRedis(sentinel_setup.url, prefix=f"wait-{secrets.token_hex(3)}:")
+        await shared.start()
+        store = RedisReplayStore(shared, MustNotFallBack(), fail_closed=True)
+        try:
+            assert (await shared.readiness())["nonce_replica_acks"] == 1
+            assert await store.first_seen("n1", 30) is True
+            with replica.client() as r:  # confirmed: the replica has it before the answer
+                assert r.exists(shared.key("nonce", "n1")) == 1
+            assert await store.first_seen("n1", 30) is False
+
+            replica.signal(signal.SIGSTOP)  # the replica cannot confirm anything
+            try:
+                started = time.monotonic()
+                with pytest.raises(Unavailable, match="confirm"):
+                    await store.first_seen("n2", 30)
+                assert time.monotonic() - started < 0.5  # WAIT is bounded (GATEWAY_REDIS_WAIT_TIMEOUT)
+            finally:
+                replica.signal(signal.SIGCONT)
+            assert shared.up, "an unconfirmed nonce is not a Redis failure: the breaker stays closed"
+        finally:
+            await shared.aclose()
+
+    asyncio.run(body())
+
+
+@pytest.mark.timeout(60)
 def test_writes_reach_the_new_master_within_a_second_of_switch_master(sentinel_setup: SentinelSetup) -> None:
     """Without the listener, redis-py's pooled connections stay on the demoted master (which takes the
     writes and drops them when it resyncs) for about ten seconds."""
@@ -60,36 +90,6 @@ def test_writes_reach_the_new_master_within_a_second_of_switch_master(sentinel_s
         finally:
             writing = False
             await asyncio.gather(*writers, return_exceptions=True)
-            await shared.aclose()
-
-    asyncio.run(body())
-
-
-@pytest.mark.timeout(60)
-def test_fail_closed_nonce_waits_for_a_replica_and_refuses_without_one(sentinel_setup: SentinelSetup) -> None:
-    replica = sentinel_setup.replica()
-
-    async def body() -> None:
-        shared = SharedRedis(sentinel_setup.url, prefix=f"wait-{secrets.token_hex(3)}:")
-        await shared.start()
-        store = RedisReplayStore(shared, MustNotFallBack(), fail_closed=True)
-        try:
-            assert (await shared.readiness())["nonce_replica_acks"] == 1
-            assert await store.first_seen("n1", 30) is True
-            with replica.client() as r:  # confirmed: the replica has it before the answer
-                assert r.exists(shared.key("nonce", "n1")) == 1
-            assert await store.first_seen("n1", 30) is False
-
-            replica.signal(signal.SIGSTOP)  # the replica cannot confirm anything
-            try:
-                started = time.monotonic()
-                with pytest.raises(Unavailable, match="confirm"):
-                    await store.first_seen("n2", 30)
-                assert time.monotonic() - started < 0.5  # WAIT is bounded (GATEWAY_REDIS_WAIT_TIMEOUT)
-            finally:
-                replica.signal(signal.SIGCONT)
-            assert shared.up, "an unconfirmed nonce is not a Redis failure: the breaker stays closed"
-        finally:
             await shared.aclose()
 
     asyncio.run(body())
