@@ -382,3 +382,27 @@ def test_redis_cache_a_damaged_entry_is_a_miss(redis_stores: Stores) -> None:
             assert got == [None, None]
 
     run(body)
+
+
+# -- audit stream ---------------------------------------------------------------------------------------
+
+def test_redis_stream_sink_appends_in_order_and_stays_bounded(redis_stores: Stores) -> None:
+    """The audit writer's blocking client, made from the shared Redis's settings, on every kind."""
+    from gateway.audit.redis_stream import RedisStreamSink
+
+    async def body() -> None:
+        async with redis_stores.shared() as shared:
+            stream = shared.key("audit")
+            sink = RedisStreamSink(shared, stream, maxlen=50)
+            try:
+                lines = [f'{{"seq": {i}}}\n'.encode() for i in range(300)]
+                await asyncio.to_thread(sink.write, lines[:150])
+                await asyncio.to_thread(sink.write, lines[150:])
+            finally:
+                sink.close()
+            entries = await shared.client.xrange(stream)
+            records = [fields[b"record"] for _, fields in entries]
+            assert 50 <= len(records) < 300  # MAXLEN ~ trims in whole nodes, but bounded
+            assert records == [line.rstrip(b"\n") for line in lines[-len(records):]]  # the newest, in order
+
+    run(body)

@@ -34,6 +34,9 @@ RECOVERY = 25.0  # seconds: the bound on any event, Sentinel re-attaching the ol
 # REDIS_FAILOVER_OPEN=1 measures the default instead (replay falls back to memory, no WAIT): the
 # "default" rows of docs/redis.md. The assertions on lost nonces then do not apply.
 FAIL_CLOSED = os.environ.get("REDIS_FAILOVER_OPEN") != "1"
+# REDIS_FAILOVER_HOLD=seconds keeps the load running that long after each event, however soon the
+# gateway looks recovered: without fail-closed nothing fails, so only a long run sees what was lost.
+HOLD = float(os.environ.get("REDIS_FAILOVER_HOLD", "0"))
 
 
 def record(result: Outcome) -> None:
@@ -88,7 +91,7 @@ def run_event(gateway: GatewayProcess, event: Callable[[], None], present: Calla
         load.wait_recovered(at, timeout=RECOVERY)
         # Recovered means Redis again too, not only in-process fallbacks (this also closes the breaker).
         wait_until(lambda: readyz(gateway.url)["status"] == "ready", RECOVERY, "the gateway is ready again")
-        time.sleep(0.3)
+        time.sleep(max(0.3, at + HOLD - time.monotonic()))
     finally:
         load.stop()
         if restarter.ident is not None:
@@ -150,6 +153,7 @@ def test_standalone_restart_under_load(tmp_path_factory: pytest.TempPathFactory)
     try:
         env = gateway_env(GATEWAY_REDIS_URL=server.url, GATEWAY_REPLAY_FAIL_CLOSED=str(FAIL_CLOSED).lower())
         with gateways(load_policy(root), root / "logs", env) as (gateway,):
+            fallbacks = metric(metric_samples(gateway.url), "gateway_redis_fallbacks_total", use="replay")
             load = Load(gateway.url).start()
             try:
                 time.sleep(1.0)
@@ -157,7 +161,8 @@ def test_standalone_restart_under_load(tmp_path_factory: pytest.TempPathFactory)
                 server.server.kill()
                 threading.Timer(2.0, server.server.start).start()
                 load.wait_recovered(at, timeout=RECOVERY)
-                time.sleep(0.3)
+                wait_until(lambda: readyz(gateway.url)["status"] == "ready", RECOVERY, "ready again")
+                time.sleep(max(0.3, at + HOLD - time.monotonic()))
             finally:
                 load.stop()
 
@@ -165,10 +170,13 @@ def test_standalone_restart_under_load(tmp_path_factory: pytest.TempPathFactory)
                 with server.server.client() as r:
                     return _count(r.pipeline(transaction=False), keys)
 
-            result = outcome("standalone: restarted after 2 s (no persistence)", load.answers, present)
+            fell_back = metric(metric_samples(gateway.url), "gateway_redis_fallbacks_total", use="replay") - fallbacks
+            result = outcome("standalone: restarted after 2 s (no persistence)", load.answers, present,
+                             fell_back=int(fell_back))
             record(result)
             before = [a for a in load.answers if a.at < at and a.kind == "vendor" and a.status == 302]
-            assert result.lost_nonces >= len(before) > 0  # what a restart without persistence costs
+            if FAIL_CLOSED:
+                assert result.lost_nonces >= len(before) > 0  # what a restart without persistence costs
             assert {(a.kind, a.status) for a in load.answers if a.status != 302} <= {("vendor", 503)}
     finally:
         server.stop()
@@ -275,7 +283,9 @@ def test_a_stopped_primary_delays_no_request_beyond_the_timeouts(on_cluster: tup
         load.stop()
     during = [a for a in load.answers if a.at >= at]
     slowest = max(a.seconds for a in during)
+    failed = [a for a in during if a.status != 302]
+    window = failed[-1].at - failed[0].at if failed else 0.0
     print(f"cluster: primary stopped (SIGSTOP) 2 s: {len(during)} requests, slowest {slowest:.2f} s, "
-          f"{sum(a.status != 302 for a in during)} failed")
+          f"{len(failed)} failed over {window:.1f} s")
     assert slowest < 1.6 + 0.7, f"a request waited {slowest:.2f} s"
     assert {(a.kind, a.status) for a in during if a.status != 302} <= {("vendor", 503)}
