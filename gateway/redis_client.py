@@ -102,7 +102,7 @@ class SharedRedis:
             result = await asyncio.wait_for(operation(self.client), self.deadline + extra)
         except FAILURES as exc:
             self.breaker.failure()
-            self.last_error = describe_error(exc, where=self.target.describe(), timeout=self.timeout)
+            self.last_error = self._describe(exc)
             self._on_error()
             raise RedisDown(type(exc).__name__) from exc
         except BaseException:
@@ -111,6 +111,10 @@ class SharedRedis:
             raise
         self.breaker.success()
         return result
+
+    def _describe(self, exc: BaseException) -> str:
+        return describe_error(exc, where=self.target.describe(), timeout=self.timeout,
+                              files=[self.options.ca_file, self.options.password_file])
 
     async def get_many(self, names: Sequence[str]) -> list[Any]:
         """MGET; on Cluster one GET per key, concurrently: keys rarely share a slot, and redis-py routes
@@ -160,7 +164,7 @@ class SharedRedis:
         try:
             await asyncio.wait_for(self._connect(), self.deadline * 3)
         except FAILURES as exc:
-            self.last_error = describe_error(exc, where=self.target.describe(), timeout=self.timeout)
+            self.last_error = self._describe(exc)
             log.error("Redis is not usable at startup: %s. Serving degraded (in-process fallbacks) until it "
                       "answers", self.last_error)
             return
@@ -213,6 +217,7 @@ class SharedRedis:
             "replicas": facts.replicas if facts else None,
             "nonce_replica_acks": self.replica_acks,
             "failovers_followed": self.listener.switches if self.listener else None,
+            "sentinels_listened_to": self.listener.subscribed if self.listener else None,
         }
 
     async def aclose(self) -> None:
@@ -223,5 +228,6 @@ class SharedRedis:
                 await task
         self._tasks.clear()
         await self.client.aclose()
-        if self._sentinel is not None:
-            await self._sentinel.aclose()
+        close_sentinels = getattr(self._sentinel, "aclose", None)  # redis-py 8.1 and later
+        if close_sentinels is not None:
+            await close_sentinels()

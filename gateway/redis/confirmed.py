@@ -10,6 +10,7 @@ move the SET elsewhere while the WAIT stays behind.
 
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Any
 
@@ -56,7 +57,9 @@ class ConfirmedWrites:
             error = next((c.result for c in commands if isinstance(c.result, Exception)), None)
             if isinstance(error, MovedError | AskError) and attempt == 0:
                 # The slot moved (a failover or resharding): the SET did not run there. Learn where, once.
-                await client.nodes_manager.move_slot(error)
+                moved = client.nodes_manager.move_slot(error)
+                if inspect.isawaitable(moved):  # a coroutine from redis-py 8 on
+                    await moved
                 continue
             if error is not None:
                 raise error

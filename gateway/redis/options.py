@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from redis.credentials import CredentialProvider, UsernamePasswordCredentialProvider
 
+from gateway.errors import ConfigError
 from gateway.redis.auth import (
     ElastiCacheIamProvider,
     MemorystoreIamProvider,
@@ -88,8 +89,9 @@ class RedisOptions:
         match self.auth:
             case "elasticache-iam":
                 if not (username and self.iam_cache and self.iam_region):
-                    raise ValueError("ElastiCache IAM needs GATEWAY_REDIS_USERNAME, GATEWAY_REDIS_IAM_CACHE and "
-                                     "a region (GATEWAY_REDIS_IAM_REGION or AWS_REGION)")
+                    raise ConfigError("GATEWAY_REDIS_AUTH=elasticache-iam", [
+                        "needs GATEWAY_REDIS_USERNAME, GATEWAY_REDIS_IAM_CACHE and a region "
+                        "(GATEWAY_REDIS_IAM_REGION or AWS_REGION)"])
                 return ElastiCacheIamProvider(user=username, cache=self.iam_cache, region=self.iam_region,
                                               serverless=self.iam_serverless)
             case "memorystore-iam":

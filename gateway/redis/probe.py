@@ -9,8 +9,11 @@ replay, an evicted rate-limit bucket forgets what a principal spent. Only ``noev
 
 from __future__ import annotations
 
+import os
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from redis.exceptions import (
@@ -62,11 +65,17 @@ async def read_facts(client: Any, cluster: bool) -> ServerFacts:
     return facts_from_info(infos)
 
 
-def describe_error(exc: BaseException, *, where: str, timeout: float) -> str:
+def describe_error(exc: BaseException, *, where: str, timeout: float, files: Sequence[Path | None] = ()) -> str:
     """A one-line reason an operator can act on. Never holds a password or a token: redis-py's
     messages name hosts and ports only, and ours are written here."""
     chain = _chain(exc)
     text = " ".join(str(e) for e in chain)
+    missing = next((e for e in chain if isinstance(e, FileNotFoundError | PermissionError)), None)
+    if missing is not None:  # ssl does not say which file; the configured ones are checked here
+        unreadable = getattr(missing, "filename", None) or next(
+            (str(f) for f in files if f is not None and not os.access(f, os.R_OK)), "a configured file")
+        return (f"cannot read {unreadable} for {where}: check GATEWAY_REDIS_CA_FILE and "
+                "GATEWAY_REDIS_PASSWORD_FILE")
     if any(isinstance(e, ssl.SSLCertVerificationError) for e in chain) or "CERTIFICATE_VERIFY_FAILED" in text:
         return (f"TLS certificate verification failed for {where}: the server's certificate is not signed by "
                 "GATEWAY_REDIS_CA_FILE (or the system's CAs), or does not name the host")

@@ -38,6 +38,9 @@ def test_only_cached_urls_are_read_from_replicas(cluster_setup: ClusterSetup, re
                              options=RedisOptions(read_from_replicas=read_from_replicas))
         await shared.start()
         try:
+            readiness = await shared.readiness()  # INFO from every primary, combined
+            assert readiness["server"].startswith("redis 7") and readiness["replicas"] == 1
+            assert readiness["maxmemory_policy"] == "noeviction" and readiness["evicts_gateway_keys"] is False
             cache = RedisUrlCache(shared)
             now = time.time()
             urls = [(f"k{i}", SignedUrl(f"https://s.example/k{i}", now + 600, now)) for i in range(30)]
@@ -85,6 +88,27 @@ def test_script_keys_are_hash_tagged_into_one_slot(cluster_setup: ClusterSetup) 
                 related = [key + ":a", key + ":b"]
                 assert len({key_slot(k.encode()) for k in [key, *related]}) == 1, ident
                 assert (await limiter.hit(ident, cost=1, limit=2, period=60)).allowed
+        finally:
+            await shared.aclose()
+
+    asyncio.run(body())
+
+
+def test_a_configuration_endpoint_stays_the_only_startup_node(cluster_setup: ClusterSetup) -> None:
+    """Behind one DNS name (ElastiCache's configuration endpoint, Memorystore's discovery endpoint),
+    topology refreshes must go back through that name: redis-py's default replaces the startup nodes
+    with the node addresses it discovered, which are gone after a node replacement (redis-py #3310)."""
+    endpoint = f"127.0.0.1:{cluster_setup.nodes[0].port}"
+
+    async def body() -> None:
+        shared = SharedRedis(f"redis+cluster://{endpoint}/")
+        await shared.start()
+        try:
+            cluster = shared.client
+            assert len(cluster.get_nodes()) == 6  # type: ignore[union-attr]
+            assert list(cluster.nodes_manager.startup_nodes) == [endpoint]  # type: ignore[union-attr]
+            await cluster.nodes_manager.initialize()  # type: ignore[union-attr]  # a refresh
+            assert list(cluster.nodes_manager.startup_nodes) == [endpoint]  # type: ignore[union-attr]
         finally:
             await shared.aclose()
 

@@ -349,3 +349,16 @@ def test_gateway_serve_with_tls_settings_and_with_a_wrong_password(tls_redis: Tl
         assert "wrong-secret-456" not in text and "wrong-secret-456" not in str(down)
         errors = [r for r in json_lines(broken.stderr_lines()) if r["level"] in ("ERROR", "error")]
         assert len(errors) == 1 and "authentication to" in errors[0]["message"], errors
+
+
+def test_a_missing_ca_file_is_named(tmp_path: Path) -> None:
+    async def body() -> dict[str, Any]:
+        shared = SharedRedis("rediss://127.0.0.1:1/0", options=RedisOptions(ca_file=tmp_path / "absent.pem"))
+        try:
+            await shared.start()
+            return await shared.readiness()
+        finally:
+            await shared.aclose()
+
+    readiness = run(body)
+    assert readiness["state"] == "down" and "absent.pem" in readiness["error"], readiness
