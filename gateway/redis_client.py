@@ -196,6 +196,7 @@ class SharedRedis:
 
     async def _master_switched(self, host: str, port: int) -> None:
         self.master_generation += 1
+        self.breaker.probe_now()  # the failures were the old master's
         pool = getattr(self.client, "connection_pool", None)
         if pool is not None:
             await pool.disconnect()  # in use too: a command in flight fails and is retried on the new master

@@ -43,3 +43,9 @@ class Breaker:
         self._probing = False
         if self.failures >= self.threshold:
             self.open_until = self.clock() + self.backoff
+
+    def probe_now(self) -> None:
+        """The failures are known to be over (Sentinel announced a new master): let the next call probe
+        instead of waiting out the backoff."""
+        if not self.closed:
+            self.open_until = min(self.open_until, self.clock())

@@ -84,10 +84,31 @@ class SentinelSetup(Topology):
         return True
 
     def wait_healthy(self, timeout: float = 30.0) -> float:
+        started = time.monotonic()
         for node in self.data:
             if not node.alive:
-                node.start()  # a killed master comes back; Sentinel turns it into a replica
-        return wait_until(self.healthy, timeout, "the Sentinel setup is healthy", interval=0.1)
+                self.restart_as_replica(node, timeout)
+        return wait_until(self.healthy, timeout - (time.monotonic() - started), "the Sentinel setup is healthy",
+                          interval=0.1)
+
+    def agreed_master(self) -> int | None:
+        """The master's port when every live sentinel names the same one, else None."""
+        ports = set()
+        for sentinel in self.sentinels:
+            if sentinel.alive and not sentinel.stopped:
+                try:
+                    with sentinel.client(decode_responses=True) as c:
+                        ports.add(int(c.sentinel_get_master_addr_by_name(MASTER_NAME)[1]))
+                except redis.RedisError:
+                    return None
+        return ports.pop() if len(ports) == 1 else None
+
+    def restart_as_replica(self, node: Node, timeout: float = 15.0) -> None:
+        """Bring a dead data node back as a replica of the master every sentinel agrees on, as Redis
+        operators do. Started empty as a master instead (no persistence), it could win back its old
+        role in a sentinel that has not heard of the failover yet and wipe the data of the new master."""
+        wait_until(lambda: self.agreed_master() not in (None, node.port), timeout, "sentinels agree on a master")
+        node.start("--replicaof", "127.0.0.1", str(self.agreed_master()))
 
     def failover(self) -> None:
         """A planned failover (SENTINEL FAILOVER); the old master stays up."""

@@ -81,10 +81,11 @@ class Node:
     process: subprocess.Popen[bytes] | None = None
     stopped: bool = False  # SIGSTOP'ed by a test
 
-    def start(self) -> None:
+    def start(self, *extra: str) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         log = (self.directory / "server.log").open("ab")
-        self.process = subprocess.Popen(self.argv, cwd=self.directory, stdout=log, stderr=log)  # noqa: S603
+        self.process = subprocess.Popen([*self.argv, *extra], cwd=self.directory,  # noqa: S603
+                                        stdout=log, stderr=log)
         log.close()
 
     def client(self, **kwargs: object) -> redis.Redis:

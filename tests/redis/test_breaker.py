@@ -237,3 +237,15 @@ def test_a_cancelled_probe_does_not_leave_the_breaker_stuck_open(private_redis: 
             await shared.aclose()
 
     asyncio.run(body())
+
+
+def test_breaker_probe_now_ends_the_backoff_but_still_probes_once() -> None:
+    clock = Clock()
+    breaker = opened(clock, backoff=5.0)
+    assert not breaker.allow()
+    breaker.probe_now()  # e.g. Sentinel announced a new master
+    assert [breaker.allow() for _ in range(3)] == [True, False, False]
+    breaker.success()
+    assert breaker.closed
+    breaker.probe_now()  # closed: nothing to do
+    assert breaker.closed and breaker.allow()

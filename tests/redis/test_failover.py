@@ -189,14 +189,13 @@ def test_sentinel_master_killed_under_load(on_sentinel: tuple[GatewayProcess, Se
     gateway, setup = on_sentinel
     victim = setup.master()
 
-    def restart_once_replaced() -> None:
-        # Restarted empty (no persistence) before the failover, a master would wipe its replica when it
-        # resyncs: Redis's own advice is to restart it only once it has been replaced (docs/redis.md).
-        wait_until(lambda: setup.master_port() != victim.port, 15, "a new master")
-        victim.start()
+    def restart_as_replica() -> None:
+        # Restarted empty (no persistence) as a master, it could take its role back and wipe the new
+        # master's data: it comes back as a replica of the master every sentinel agrees on (docs/redis.md).
+        setup.restart_as_replica(victim)
 
     result, _ = run_event(gateway, victim.kill, count_present_sentinel(setup),
-                          "sentinel: master killed (restarted once replaced)", after=restart_once_replaced)
+                          "sentinel: master killed (back as a replica once replaced)", after=restart_as_replica)
     assert result.accepted_nonces > 50
 
 
