@@ -105,10 +105,18 @@ class SharedRedis:
             self.last_error = self._describe(exc)
             self._on_error()
             raise RedisDown(type(exc).__name__) from exc
-        except BaseException:
-            # Cancelled (client gone, shutdown) or a surprise: never leave a half-open probe claimed.
+        except asyncio.CancelledError:
+            # Cancelled (client gone, shutdown): never leave a half-open probe claimed.
             self.breaker.abandon()
             raise
+        except Exception as exc:
+            # redis-py's Cluster client has raised IndexError and the like in the middle of failovers
+            # (redis-py #3935): losing Redis must degrade the gateway, never turn into a 500.
+            self.breaker.failure()
+            self.last_error = self._describe(exc)
+            self._on_error()
+            log.warning("unexpected error from the Redis client: %s", self.last_error)
+            raise RedisDown(type(exc).__name__) from exc
         self.breaker.success()
         return result
 

@@ -40,11 +40,14 @@ class RedisRateLimiter:
 
     async def hit(self, key: str, *, cost: int, limit: int, period: float) -> Verdict:
         interval = int(period * 1_000_000 / limit)
+
+        async def script(r: object) -> Verdict:
+            # Read the answer inside the call: an odd one is a Redis failure (a fallback), not a 500.
+            allowed, wait = await GCRA.run(r, [self.shared.tagged("rl", key)], [interval, int(period * 1e6), cost])
+            return Verdict(bool(allowed), retry_after=int(wait) / 1e6)
+
         try:
-            allowed, wait = await self.shared.call(
-                lambda r: GCRA.run(r, [self.shared.tagged("rl", key)], [interval, int(period * 1e6), cost])
-            )
+            return await self.shared.call(script)
         except RedisDown:
             self._on_fallback()
             return await self.fallback.hit(key, cost=cost, limit=limit, period=period)
-        return Verdict(bool(allowed), retry_after=int(wait) / 1e6)

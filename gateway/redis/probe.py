@@ -108,4 +108,7 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 
 def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+    text = (str(exc).splitlines() or [type(exc).__name__])[0]
+    # redis-py quotes a failed pipeline command with its arguments, and those can be signed URLs.
+    _, marker, reason = text.partition("of pipeline caused error:")
+    return (reason.strip() if marker else text)[:200]
