@@ -237,6 +237,11 @@ class SharedRedis:
                 await task
         self._tasks.clear()
         await self.client.aclose()
+        if isinstance(self.client, redis.asyncio.cluster.RedisCluster):
+            # A Cluster client that never initialised closes nothing (redis-py), yet its startup nodes
+            # may hold connections from the attempts.
+            await self.client.nodes_manager.aclose("startup_nodes")
+            await self.client.nodes_manager.aclose()
         close_sentinels = getattr(self._sentinel, "aclose", None)  # redis-py 8.1 and later
         if close_sentinels is not None:
             await close_sentinels()
