@@ -28,6 +28,7 @@ from gateway.config import StdoutSink as StdoutSinkConfig
 from gateway.errors import ConfigError
 from gateway.metrics import Metrics
 from gateway.policy import compile_policy
+from gateway.redis_client import SharedRedis
 from gateway.service import State
 from gateway.settings import Settings
 
@@ -132,7 +133,7 @@ class StateBuilder:
         return authenticator
 
 
-def audit_log(config: AuditConfig, settings: Settings, metrics: Metrics) -> AuditLog:
+def audit_log(config: AuditConfig, settings: Settings, metrics: Metrics, redis: SharedRedis | None) -> AuditLog:
     sinks: list[AuditSink] = []
     for sink in config.sinks:
         match sink:
@@ -141,8 +142,8 @@ def audit_log(config: AuditConfig, settings: Settings, metrics: Metrics) -> Audi
             case FileSinkConfig():
                 sinks.append(FileSink(Path(sink.path)))
             case RedisStreamSinkConfig():
-                if not settings.redis_url:
+                if redis is None:
                     raise ConfigError("audit.sinks", ["kind redis_stream needs GATEWAY_REDIS_URL"])
-                sinks.append(RedisStreamSink(settings.redis_url, sink.stream, sink.maxlen))
+                sinks.append(RedisStreamSink(redis, sink.stream, sink.maxlen))
     return AuditLog(sinks, max_queue=settings.audit_queue_size, fail_closed=config.fail_closed,
                     on_drop=metrics.audit_dropped.inc)

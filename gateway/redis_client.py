@@ -1,154 +1,247 @@
-"""One shared Redis connection with short timeouts and a circuit breaker.
+"""One shared Redis (one server, Sentinel or Cluster) with explicit timeouts and a circuit breaker.
 
 A leaf module: the cache, the replay store, the rate limiter and the audit stream each use it
 through their own implementation file, and each falls back to an in-process store (counted) while
-the breaker is open.
+the breaker is open. The composition root needs four calls: ``SharedRedis.from_settings(...)``,
+``await shared.start()``, ``await shared.readiness()`` and ``await shared.aclose()``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
+import contextlib
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
-import redis.asyncio
-import redis.asyncio.sentinel
-import redis.sentinel
+import redis.asyncio.cluster
 
+from gateway.redis.breaker import Breaker
+from gateway.redis.confirmed import ConfirmedWrites, NotReplicated
+from gateway.redis.connect import AsyncClient, SyncClient, async_client, sync_client
+from gateway.redis.options import TIMEOUT, RedisOptions
+from gateway.redis.probe import ServerFacts, describe_error, read_facts
+from gateway.redis.scripts import LuaScript
+from gateway.redis.sentinel import SwitchMasterListener
+from gateway.redis.url import parse_redis_url
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
+
+__all__ = ["TIMEOUT", "Breaker", "LuaScript", "NotReplicated", "RedisDown", "RedisOptions", "SharedRedis", "SyncClient"]
+
+log = logging.getLogger("gateway.redis")
 T = TypeVar("T")
-TIMEOUT = 0.25  # seconds; a slow Redis must cost less than the signing it would save
+# What a failing Redis raises: redis-py's errors (its Cluster errors are not RedisErrors), socket
+# errors, and the deadline.
+FAILURES = (TimeoutError, redis.RedisError, redis.exceptions.RedisClusterException, OSError)
+WARM_CONNECTIONS = 4  # opened at startup, so that the first burst of requests finds connections ready
 
 
-class RedisDown(Exception):
+class RedisDown(Exception):  # noqa: N818 - established name
     """Redis is unreachable or the breaker is open; the caller falls back."""
-
-
-class Breaker:
-    """Closed → open after ``threshold`` consecutive failures → after ``backoff`` one probe
-    (half-open) → closed on success, open again on failure."""
-
-    def __init__(self, threshold: int = 3, backoff: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.threshold = threshold
-        self.backoff = backoff
-        self.clock = clock
-        self.failures = 0
-        self.open_until = 0.0
-        self._probing = False
-
-    @property
-    def closed(self) -> bool:
-        return self.failures < self.threshold
-
-    def allow(self) -> bool:
-        if self.closed:
-            return True
-        if self.clock() < self.open_until or self._probing:
-            return False
-        self._probing = True  # half-open: exactly one request probes
-        return True
-
-    def success(self) -> None:
-        self.failures = 0
-        self._probing = False
-
-    def abandon(self) -> None:
-        """The call was cancelled before Redis answered: it proves nothing either way."""
-        self._probing = False
-
-    def failure(self) -> None:
-        self.failures += 1
-        self._probing = False
-        if self.failures >= self.threshold:
-            self.open_until = self.clock() + self.backoff
-
-
-def _sentinel_parts(url: str) -> tuple[list[tuple[str, int]], str, int, str | None]:
-    """``redis+sentinel://[:password@]host:26379,host2:26379/master-name/db``."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)
-    password = unquote(netloc[0].split(":", 1)[-1]) if len(netloc) == 2 else None
-    hosts = []
-    for host in netloc[-1].split(","):
-        name, _, port = host.rpartition(":") if ":" in host else (host, "", "26379")
-        hosts.append((name, int(port or 26379)))
-    path = [p for p in parts.path.split("/") if p]
-    if not path:
-        raise ValueError("a sentinel URL names the master: redis+sentinel://host:26379/mymaster/0")
-    return hosts, path[0], int(path[1]) if len(path) > 1 else 0, password
-
-
-def connect(url: str, *, timeout: float = TIMEOUT) -> redis.asyncio.Redis:
-    """An asyncio client for ``redis://``, ``rediss://`` (TLS) or ``redis+sentinel://``."""
-    options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
-    if url.startswith("redis+sentinel://"):
-        hosts, master, db, password = _sentinel_parts(url)
-        sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
-            hosts, sentinel_kwargs=options, **options
-        )
-        client: redis.asyncio.Redis = sentinel.master_for(master, db=db, password=password, **options)
-        return client
-    return redis.asyncio.Redis.from_url(url, **options)
-
-
-def connect_sync(url: str, *, timeout: float = 1.0) -> redis.Redis:
-    """A blocking client for threads (the audit writer)."""
-    options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
-    if url.startswith("redis+sentinel://"):
-        hosts, master, db, password = _sentinel_parts(url)
-        sentinel = redis.sentinel.Sentinel(hosts, sentinel_kwargs=options, **options)  # type: ignore[no-untyped-call]
-        client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
-            master, db=db, password=password, **options
-        )
-        return client
-    return redis.Redis.from_url(url, **options)
 
 
 class SharedRedis:
     """Calls Redis through the breaker. Every failure and every skip calls ``on_error``."""
 
     def __init__(self, url: str, *, prefix: str = "gw:", on_error: Callable[[], None] = lambda: None,
-                 breaker: Breaker | None = None, timeout: float = TIMEOUT) -> None:
-        self.url = url
+                 breaker: Breaker | None = None, options: RedisOptions | None = None) -> None:
+        self.target = parse_redis_url(url)
+        self.options = options or RedisOptions()
         self.prefix = prefix
-        self.client = connect(url, timeout=timeout)
+        self.credentials = self.options.credentials(self.target)
+        self.client: AsyncClient
+        self.client, self._sentinel = async_client(self.target, self.options, self.credentials)
+        self.cluster = self.target.mode == "cluster"
+        self.replica_acks = self.options.replica_acks(self.target)
         self.breaker = breaker or Breaker()
-        self.timeout = timeout
+        self.timeout = self.options.timeout
+        self.deadline = self.options.call_deadline()
+        self.facts: ServerFacts | None = None
+        self.last_error: str | None = None
+        self.master_generation = 0  # bumped on each Sentinel failover, for the blocking clients
+        self.listener: SwitchMasterListener | None = None
+        if self._sentinel is not None and self.target.master:
+            self.listener = SwitchMasterListener(self._sentinel, self.target.master, self._master_switched)
+        self._confirmed = ConfirmedWrites(self.client)
+        self._tasks: list[asyncio.Task[None]] = []
         self._on_error = on_error
 
+    @classmethod
+    def from_settings(cls, settings: Settings, *, on_error: Callable[[], None] = lambda: None,
+                      environ: Mapping[str, str] | None = None) -> SharedRedis:
+        assert settings.redis_url is not None  # noqa: S101 - the caller checks that Redis is configured
+        options = RedisOptions.from_settings(settings, dict(environ) if environ is not None else None)
+        return cls(settings.redis_url, prefix=settings.redis_prefix, on_error=on_error, options=options)
+
+    # -- keys -----------------------------------------------------------------------------------
     def key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
 
+    def tagged(self, kind: str, ident: str) -> str:
+        """A key with a Cluster hash tag, ``gw:kind:{ident}``: every key built for one ``ident``
+        (one principal's buckets, say) lands in one slot, so one script may touch them all."""
+        # A "}" in the name (or an empty one) would end the tag early: those tag by a digest instead.
+        tag = ident if ident and "}" not in ident else hashlib.sha256(ident.encode()).hexdigest()[:32]
+        return f"{self.prefix}{kind}:{{{tag}}}"
+
+    # -- calls ----------------------------------------------------------------------------------
     @property
     def up(self) -> bool:
         return self.breaker.closed
 
-    async def call(self, operation: Callable[[redis.asyncio.Redis], Awaitable[T]]) -> T:
+    async def call(self, operation: Callable[[AsyncClient], Awaitable[T]], *, extra: float = 0.0) -> T:
         if not self.breaker.allow():
             self._on_error()
             raise RedisDown("the circuit breaker is open")
         try:
             # The socket timeouts bound each step; this bounds the whole call, reconnects included.
-            result = await asyncio.wait_for(operation(self.client), self.timeout * 4)
-        except (TimeoutError, redis.RedisError, OSError) as exc:
+            result = await asyncio.wait_for(operation(self.client), self.deadline + extra)
+        except FAILURES as exc:
             self.breaker.failure()
+            self.last_error = self._describe(exc)
             self._on_error()
             raise RedisDown(type(exc).__name__) from exc
-        except BaseException:
-            # Cancelled (client gone, shutdown) or a surprise: never leave a half-open probe claimed.
+        except asyncio.CancelledError:
+            # Cancelled (client gone, shutdown): never leave a half-open probe claimed.
             self.breaker.abandon()
             raise
+        except Exception as exc:
+            # redis-py's Cluster client has raised IndexError and the like in the middle of failovers
+            # (redis-py #3935): losing Redis must degrade the gateway, never turn into a 500.
+            self.breaker.failure()
+            self.last_error = self._describe(exc)
+            self._on_error()
+            log.warning("unexpected error from the Redis client: %s", self.last_error)
+            raise RedisDown(type(exc).__name__) from exc
         self.breaker.success()
         return result
+
+    def _describe(self, exc: BaseException) -> str:
+        return describe_error(exc, where=self.target.describe(), timeout=self.timeout,
+                              files=[self.options.ca_file, self.options.password_file])
+
+    async def get_many(self, names: Sequence[str]) -> list[Any]:
+        """MGET; on Cluster one GET per key, concurrently: keys rarely share a slot, and redis-py routes
+        GET, not MGET, to replicas when reading from them is configured."""
+        if isinstance(self.client, redis.asyncio.cluster.RedisCluster):
+            cluster = self.client
+
+            async def each(_: object) -> list[Any]:
+                return list(await asyncio.gather(*(cluster.get(name) for name in names)))
+
+            return await self.call(each)
+        return await self.call(lambda r: r.mget(list(names)))
+
+    async def set_nx(self, key: str, px: int, *, confirm: bool = False) -> bool:
+        """``SET key NX PX``: True when this call created the key. With ``confirm`` (and replicas
+        required), only once ``WAIT`` saw them take it; raises NotReplicated when they did not."""
+        if not confirm or self.replica_acks == 0:
+            return bool(await self.call(lambda r: r.set(key, b"1", nx=True, px=px)))
+        wait_ms = max(1, int(self.options.wait_timeout * 1000))
+        created, acks = await self.call(
+            lambda _: self._confirmed.set_nx(key, b"1", px, replicas=self.replica_acks, wait_ms=wait_ms),
+            extra=self.options.wait_timeout)
+        if created and acks < self.replica_acks:
+            raise NotReplicated(f"{acks} of {self.replica_acks} replicas confirmed within {wait_ms} ms")
+        return created
 
     async def ping(self) -> bool:
         try:
             await self.call(lambda r: r.ping())
         except RedisDown:
             return False
+        self.last_error = None
         return True
 
+    def sync_client(self) -> SyncClient:
+        """A blocking client with the same target, TLS and credentials (for the audit writer thread)."""
+        return sync_client(self.target, self.options, self.credentials)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect before the first request: Cluster learns its slots (redis-py #3935: a lazily
+        initialised cluster client misbehaves under concurrency), pools get warm connections, the
+        server's eviction policy is read, and Sentinel failovers are followed. Never raises for an
+        unreachable or misconfigured Redis: it says why, once, and the gateway serves degraded."""
+        if self.listener is not None:
+            self._tasks.append(asyncio.create_task(self.listener.run(), name="redis-switch-master"))
+        try:
+            await asyncio.wait_for(self._connect(), self.deadline * 3)
+        except FAILURES as exc:
+            self.last_error = self._describe(exc)
+            log.error("Redis is not usable at startup: %s. Serving degraded (in-process fallbacks) until it "
+                      "answers", self.last_error)
+            return
+        await self._learn()
+
+    async def _connect(self) -> None:
+        if isinstance(self.client, redis.asyncio.cluster.RedisCluster):
+            await self.client.initialize()
+            await self.client.ping(target_nodes=self.client.PRIMARIES)
+        else:
+            await asyncio.gather(*(self.client.ping() for _ in range(WARM_CONNECTIONS)))
+
+    async def _learn(self) -> None:
+        """Read what the server says about itself; warn when it endangers the gateway's keys."""
+        try:
+            self.facts = await asyncio.wait_for(read_facts(self.client, self.cluster), self.deadline)
+        except FAILURES as exc:
+            log.warning("could not read Redis INFO (%s); eviction policy unknown", type(exc).__name__)
+            return
+        if self.facts.evicts_gateway_keys:
+            log.warning("REDIS CAN EVICT THE GATEWAY'S KEYS: maxmemory-policy is %s (maxmemory %d bytes). Under "
+                        "memory pressure it drops replay nonces (a replay hole) and rate-limit buckets. Set "
+                        "maxmemory-policy to noeviction (docs/redis.md)", self.facts.maxmemory_policy,
+                        self.facts.maxmemory)
+        if self.replica_acks > self.facts.replicas:
+            log.warning("Redis has %d connected replica(s) and %d must confirm each nonce: with "
+                        "GATEWAY_REPLAY_FAIL_CLOSED=true vendor requests are refused until enough replicas "
+                        "are attached (GATEWAY_REDIS_WAIT_REPLICAS)", self.facts.replicas, self.replica_acks)
+
+    async def _master_switched(self, host: str, port: int) -> None:
+        self.master_generation += 1
+        self.breaker.probe_now()  # the failures were the old master's
+        pool = getattr(self.client, "connection_pool", None)
+        if pool is not None:
+            await pool.disconnect()  # in use too: a command in flight fails and is retried on the new master
+
+    async def readiness(self) -> dict[str, Any]:
+        """What /readyz shows about Redis. One bounded PING, which also closes the breaker again."""
+        up = await self.ping()
+        if up and self.facts is None:
+            await self._learn()  # Redis was down at startup: learn its policy now
+        facts = self.facts
+        return {
+            "mode": self.target.mode,
+            "url": self.target.describe(),
+            "state": "up" if up else "down",
+            "error": None if up else self.last_error,
+            "server": facts.server if facts else None,
+            "maxmemory_policy": facts.maxmemory_policy if facts else None,
+            "evicts_gateway_keys": facts.evicts_gateway_keys if facts else None,
+            "replicas": facts.replicas if facts else None,
+            "nonce_replica_acks": self.replica_acks,
+            "failovers_followed": self.listener.switches if self.listener else None,
+            "sentinels_listened_to": self.listener.subscribed if self.listener else None,
+        }
+
     async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
         await self.client.aclose()
+        if isinstance(self.client, redis.asyncio.cluster.RedisCluster):
+            # A Cluster client that never initialised closes nothing (redis-py), yet its startup nodes
+            # may hold connections from the attempts.
+            await self.client.nodes_manager.aclose("startup_nodes")
+            await self.client.nodes_manager.aclose()
+        close_sentinels = getattr(self._sentinel, "aclose", None)  # redis-py 8.1 and later
+        if close_sentinels is not None:
+            await close_sentinels()

@@ -61,8 +61,7 @@ class Runtime:
         limiter: RateLimiter = MemoryRateLimiter()
         shared_cache: RedisUrlCache | None = None
         if settings.redis_url:
-            self.redis = SharedRedis(settings.redis_url, prefix=settings.redis_prefix,
-                                     on_error=self.metrics.redis_errors.inc)
+            self.redis = SharedRedis.from_settings(settings, on_error=self.metrics.redis_errors.inc)
             shared_cache = RedisUrlCache(self.redis)
             replay = RedisReplayStore(self.redis, replay, fail_closed=settings.replay_fail_closed,
                                       on_fallback=self.metrics.redis_fallbacks.labels("replay").inc)
@@ -76,7 +75,7 @@ class Runtime:
             policy, raw = default_policy(settings.local_dir, settings.cors_origins), None
         state = self.build_state(policy, raw, None)
         self.holder = StateHolder(state)
-        self.audit = audit_log(policy.audit, settings, self.metrics)
+        self.audit = audit_log(policy.audit, settings, self.metrics, self.redis)
         self.service = GatewayService(self.holder, cache=MemoryUrlCache(settings.cache_max_entries),
                                       audit=self.audit, metrics=self.metrics, clock=clock,
                                       shared_cache=shared_cache, limiter=limiter)
@@ -93,6 +92,8 @@ class Runtime:
     @contextlib.asynccontextmanager
     async def lifespan(self, _: object = None) -> AsyncIterator[None]:
         """The background work of a serving process: policy reloads, the metrics flush, SIGHUP."""
+        if self.redis is not None:
+            await self.redis.start()  # bounded; says why and serves degraded when Redis is unusable
         tasks = [asyncio.create_task(self._flush_metrics_forever())]
         if self.reloader is not None:
             tasks.append(asyncio.create_task(self.reloader.run()))

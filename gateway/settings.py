@@ -6,8 +6,10 @@ import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from gateway.redis.url import RedisUrlError, parse_redis_url
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -21,7 +23,8 @@ def _split_csv(value: object) -> object:
 class Settings(BaseSettings):
     """Every field is also an environment variable: ``config`` is ``GATEWAY_CONFIG`` and so on."""
 
-    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", frozen=True,
+                                      hide_input_in_errors=True)  # inputs may hold secrets
 
     config: Path | None = Field(None, description="Policy file; without it, the embedded default runs.")
     local_dir: Path = Field(Path("./data"), description="Folder served by the embedded default.")
@@ -34,8 +37,28 @@ class Settings(BaseSettings):
     reload_interval: float = Field(2.0, gt=0, description="Seconds between policy file checks.")
     log_level: str = "info"
     log_format: str = Field("json", pattern="^(json|text)$")
-    redis_url: str | None = Field(None, description="redis://, rediss:// or redis+sentinel://host:26379/master/db")
+    redis_url: str | None = Field(None, description="redis://, rediss://, redis+sentinel://, redis+cluster://, "
+                                  "rediss+cluster:// (docs/redis.md)")
     redis_prefix: str = Field("gw:", description="Prefix of every key the gateway writes to Redis.")
+    # How the gateway reaches and trusts Redis (docs/redis.md). Secrets never appear in errors or logs.
+    redis_username: str | None = Field(None, description="ACL user name (instead of the URL's).")
+    redis_password: SecretStr | None = Field(None, description="Password (instead of the URL's).")
+    redis_password_file: Path | None = Field(None, description="File holding the password, read for every "
+                                             "new connection, so that a rotated Secret applies without a restart.")
+    redis_sentinel_password: SecretStr | None = Field(None, description="The sentinels' own password.")
+    redis_auth: Literal["password", "elasticache-iam", "memorystore-iam"] = "password"
+    redis_iam_cache: str | None = Field(None, description="ElastiCache IAM: the replication group or serverless "
+                                        "cache name the token is for.")
+    redis_iam_region: str | None = Field(None, description="ElastiCache IAM: the cache's region (else AWS_REGION).")
+    redis_iam_serverless: bool = Field(False, description="ElastiCache IAM: the cache is serverless.")
+    redis_ca_file: Path | None = Field(None, description="CA bundle that signs the Redis servers' TLS certificates.")
+    redis_connect_timeout: float = Field(1.0, gt=0, le=30, description="Seconds to open a connection (TCP, TLS).")
+    redis_timeout: float = Field(0.25, gt=0, le=30, description="Seconds to wait for one command's answer.")
+    redis_wait_replicas: int | None = Field(None, ge=0, le=16, description="With GATEWAY_REPLAY_FAIL_CLOSED, "
+                                            "replicas that must confirm a nonce (default: 1 with Sentinel and "
+                                            "Cluster, 0 for one server).")
+    redis_wait_timeout: float = Field(0.1, gt=0, le=5, description="Seconds to wait for the replicas' confirmation.")
+    redis_read_from_replicas: bool = Field(False, description="Cluster: read cached signed URLs from replicas.")
     replay_fail_closed: bool = Field(False, description="Refuse vendor HMAC requests while Redis is down.")
     cache_max_entries: int = Field(100_000, ge=1)
     dev_mode: bool = Field(False, description="Allow GATEWAY_DEV_PRINCIPAL; loopback only.")
@@ -66,10 +89,37 @@ class Settings(BaseSettings):
 
     @field_validator("redis_url")
     @classmethod
-    def _redis_scheme(cls, value: str | None) -> str | None:
-        if value and not value.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://")):
-            raise ValueError("GATEWAY_REDIS_URL must start with redis://, rediss://, unix:// or redis+sentinel://")
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                parse_redis_url(value)
+            except RedisUrlError as exc:
+                raise ValueError(str(exc)) from None  # the message never holds the password
         return value
+
+    @model_validator(mode="after")
+    def _redis_settings(self) -> Settings:
+        """Contradictions are refused at startup, every one at once, never echoing a secret."""
+        problems = []
+        target = parse_redis_url(self.redis_url) if self.redis_url else None
+        sources = [name for name, present in (
+            ("the URL", target is not None and target.password is not None),
+            ("GATEWAY_REDIS_PASSWORD", self.redis_password is not None),
+            ("GATEWAY_REDIS_PASSWORD_FILE", self.redis_password_file is not None),
+            ("GATEWAY_REDIS_AUTH=" + self.redis_auth, self.redis_auth != "password"),
+        ) if present]
+        if len(sources) > 1:
+            problems.append("the Redis password is given more than once: " + " and ".join(sources))
+        if self.redis_auth == "elasticache-iam":
+            if not (self.redis_username or (target and target.username)):
+                problems.append("GATEWAY_REDIS_AUTH=elasticache-iam needs its IAM user (GATEWAY_REDIS_USERNAME)")
+            if not self.redis_iam_cache:
+                problems.append("GATEWAY_REDIS_AUTH=elasticache-iam needs GATEWAY_REDIS_IAM_CACHE (the cache's name)")
+        if self.redis_wait_timeout >= self.redis_timeout:
+            problems.append("GATEWAY_REDIS_WAIT_TIMEOUT must be shorter than GATEWAY_REDIS_TIMEOUT")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @field_validator("signing_key")
     @classmethod

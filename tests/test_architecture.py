@@ -1,6 +1,6 @@
 """The package's one-way dependency direction, read from the source with ``ast``.
 
-    leaves  (errors, models, settings, config, keys, logs, client, redis_client)
+    leaves  (errors, models, settings, config, keys, logs, client, redis_client, redis, sigv4_primitives)
       ^
     middle  (policy, auth, backends, cache, audit, metrics, ratelimit)   never each other
       ^
@@ -27,8 +27,11 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "gateway"
 MAX_LINES = 300
 
-# redis_client is the shared Redis connection helper used by several middle packages: a leaf.
-LEAVES = {"errors", "models", "settings", "config", "keys", "logs", "client", "redis_client"}
+# redis_client is the shared Redis connection helper used by several middle packages: a leaf, and so
+# is the redis package behind it (URLs, options, clients, scripts). sigv4_primitives is the SigV4 math
+# shared by the S3 backend and the ElastiCache IAM token.
+LEAVES = {"errors", "models", "settings", "config", "keys", "logs", "client", "redis_client", "redis",
+          "sigv4_primitives"}
 MIDDLE = {"policy", "auth", "backends", "cache", "audit", "metrics", "ratelimit"}
 ROOT = {"app", "runtime", "build", "serving", "tls", "protocol", "cli", "cli_urls", "__main__"}
 CONCRETE_BACKENDS = {"gateway.backends.local", "gateway.backends.s3", "gateway.backends.gcs"}
@@ -277,6 +280,10 @@ def test_scanner_resolves_relative_and_package_imports() -> None:
         ("gateway.backends.s3", "gateway.keys", True),
         ("gateway.cache.redis", "gateway.redis_client", True),
         ("gateway.redis_client", "gateway.cache", False),
+        ("gateway.redis_client", "gateway.redis.connect", True),
+        ("gateway.redis.auth", "gateway.sigv4_primitives", True),
+        ("gateway.redis.auth", "gateway.backends.sigv4", False),
+        ("gateway.backends.sigv4", "gateway.sigv4_primitives", True),
         ("gateway.ratelimit.redis", "gateway.auth", False),
         ("gateway.service.core", "gateway.ratelimit", True),
     ],

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from gateway.auth import ReplayStore
 from gateway.errors import Unavailable
-from gateway.redis_client import RedisDown, SharedRedis
+from gateway.redis_client import NotReplicated, RedisDown, SharedRedis
 
 
 class RedisReplayStore:
@@ -14,7 +14,8 @@ class RedisReplayStore:
 
     While Redis is down it uses ``fallback`` (this replica only) and calls ``on_fallback``; with
     ``fail_closed`` it refuses instead (503), for sites that prefer no vendor traffic to a
-    per-replica replay window.
+    per-replica replay window. With ``fail_closed`` a nonce also counts only once a replica has
+    confirmed it (``WAIT``, Sentinel and Cluster): a failover cannot forget an accepted signature.
     """
 
     def __init__(self, shared: SharedRedis, fallback: ReplayStore, *, fail_closed: bool = False,
@@ -28,7 +29,11 @@ class RedisReplayStore:
         key = self.shared.key("nonce", nonce)
         px = max(1, int(ttl * 1000))
         try:
-            created = await self.shared.call(lambda r: r.set(key, b"1", nx=True, px=px))
+            created = await self.shared.set_nx(key, px, confirm=self.fail_closed)
+        except NotReplicated:
+            # Security: an unconfirmed nonce could vanish in a failover and the signature be accepted again.
+            raise Unavailable("replay protection could not confirm the nonce on a replica; refusing "
+                              "(fail-closed)", retry_after=1) from None
         except RedisDown:
             if self.fail_closed:
                 raise Unavailable("replay protection is unavailable (Redis is down); refusing (fail-closed)") from None

@@ -14,54 +14,25 @@ operation parameters first (in the order given), then ``X-Amz-Algorithm``, ``-Cr
 from __future__ import annotations
 
 import hashlib
-import hmac
-import time
 from collections.abc import Mapping
-from typing import Literal, NamedTuple, Protocol
+from typing import Literal
 from urllib.parse import quote, urlsplit
 
 import boto3
 import botocore
 from botocore.config import Config
 
-ALGORITHM = "AWS4-HMAC-SHA256"
+# The primitives live in a leaf module, shared with the ElastiCache IAM token (gateway.redis.auth).
+from gateway.sigv4_primitives import ALGORITHM, SAFE, Credentials, FrozenCredentials, amz_date, derive_signing_key
+
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 MAX_EXPIRES = 604_800  # SigV4 query signatures are valid for at most seven days
-_SAFE = "-_.~"  # botocore.utils.SAFE_CHARS: the RFC 3986 unreserved set
+_SAFE = SAFE
 _PROBE_KEY = "k"
 _SIGNING_KEY_CACHE_SIZE = 16
 
-
-class FrozenCredentials(Protocol):
-    """What botocore's ``get_frozen_credentials()`` returns (``ReadOnlyCredentials``)."""
-
-    @property
-    def access_key(self) -> str: ...
-    @property
-    def secret_key(self) -> str: ...
-    @property
-    def token(self) -> str | None: ...
-
-
-class Credentials(NamedTuple):
-    """Plain static credentials, for tests and tools; production passes botocore's snapshot."""
-
-    access_key: str
-    secret_key: str
-    token: str | None = None
-
-
-def amz_date(unix_seconds: int) -> str:
-    """``20130524T000000Z`` for a Unix time, as botocore's ``SIGV4_TIMESTAMP`` formats it."""
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(unix_seconds))
-
-
-def derive_signing_key(secret_key: str, date: str, region: str, service: str = "s3") -> bytes:
-    """The SigV4 key chain: HMAC(HMAC(HMAC(HMAC("AWS4"+secret, date), region), service), "aws4_request")."""
-    key = hmac.digest(f"AWS4{secret_key}".encode(), date.encode(), "sha256")
-    for part in (region, service, "aws4_request"):
-        key = hmac.digest(key, part.encode(), "sha256")
-    return key
+__all__ = ["ALGORITHM", "MAX_EXPIRES", "Credentials", "FrozenCredentials", "SigV4Presigner", "amz_date",
+           "bucket_base_url", "derive_signing_key"]
 
 
 def bucket_base_url(

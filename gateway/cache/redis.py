@@ -18,7 +18,7 @@ class RedisUrlCache:
     async def get_many(self, keys: Sequence[str], *, now: float, min_remaining: float) -> list[SignedUrl | None]:
         """Raises RedisDown when Redis cannot be asked; the caller falls back to signing."""
         names = [self.shared.key("url", k) for k in keys]
-        values = await self.shared.call(lambda r: r.mget(names))
+        values = await self.shared.get_many(names)
         found: list[SignedUrl | None] = []
         for value in values:
             url = _decode(value)

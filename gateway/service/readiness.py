@@ -15,9 +15,11 @@ async def readiness(holder: StateHolder, redis: SharedRedis | None) -> dict[str,
     backends = {name: backend.health() for name, backend in state.backends.items()}
     healthy = all(bool(h.get("ok")) for h in backends.values())
     redis_state = "disabled"
+    redis_details = None
     if redis is not None:
         # One bounded PING per probe; it is also what closes the breaker again after an outage.
-        redis_state = "up" if await redis.ping() else "down"
+        redis_details = await redis.readiness()
+        redis_state = redis_details["state"]
     degraded = not healthy or holder.last_reload_error is not None or redis_state == "down"
     return {
         "status": "degraded" if degraded else "ready",
@@ -27,4 +29,5 @@ async def readiness(holder: StateHolder, redis: SharedRedis | None) -> dict[str,
         "last_reload_at": holder.last_reload_at,
         "backends": backends,
         "cache": {"memory": "ok", "redis": redis_state},
+        "redis": redis_details,
     }

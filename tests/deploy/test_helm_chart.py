@@ -148,7 +148,9 @@ def test_secrets_come_from_the_chart_or_an_existing_secret(rendered: dict[str, R
     r = rendered[scenario]
     container = r.container()
     refs = [s["secretRef"]["name"] for s in container.get("envFrom", []) if "secretRef" in s]
-    secret_volumes = [v["secret"]["secretName"] for v in _pod(r)["volumes"] if "secret" in v]
+    # (The external Redis's password and CA Secrets are the user's, named in externalRedis.)
+    secret_volumes = [v["secret"]["secretName"] for v in _pod(r)["volumes"]
+                      if "secret" in v and not v["name"].startswith("redis-")]
     existing = r.values.get("secrets", {}).get("existingSecret")
     if existing:
         assert not r.all("Secret")
@@ -192,7 +194,9 @@ def test_network_policy(rendered: dict[str, Rendered], scenario: str) -> None:
     ports = {(p["port"], p["protocol"]) for e in egress for p in e.get("ports", [])}
     assert {(53, "UDP"), (53, "TCP"), (443, "TCP")} <= ports
     open_everywhere = [e for e in egress if "to" not in e]
-    assert all({p["port"] for p in e["ports"]} <= {53, 6379, 6380} for e in open_everywhere)
+    assert all({p["port"] for p in e["ports"]} <= {53, 6379, 6380, 26379} for e in open_everywhere)
+    sentinel = r.values.get("externalRedis", {}).get("url", "").startswith(("redis+sentinel:", "rediss+sentinel:"))
+    assert ((26379, "TCP") in ports) is sentinel
 
 
 def test_bundled_redis_is_reachable_only_from_the_gateway(rendered: dict[str, Rendered]) -> None:
@@ -298,6 +302,12 @@ def test_topology_spread_selects_the_gateway_pods(rendered: dict[str, Rendered],
     (["--set", "policy.content=version: [1"], "not valid YAML"),
     (["--set", "policy.content=datasets: {}"], "no `version`"),
     (["--set", "serviceAccount.awsRoleArn=my-role"], "awsRoleArn"),
+    (["--set", "externalRedis.url=redis+cluster://r:6379/", "--set", "redis.enabled=true"], "choose one Redis"),
+    (["--set", "externalRedis.url=rediss://:pw@r:6379/0"], "/externalRedis/url"),  # no credentials in values
+    (["--set", "externalRedis.username=gw"], "externalRedis.url is empty"),
+    (["--set", "externalRedis.url=rediss+cluster://r:6379/", "--set", "externalRedis.auth=elasticache-iam"],
+     "needs externalRedis.username"),
+    (["--set", "externalRedis.url=redis://r:6379/0", "--set", "externalRedis.auth=ldap"], "auth"),
 ])
 def test_contradictory_or_invalid_values_are_refused(helm_bin: Path, args: list[str], message: str) -> None:
     result = template(helm_bin, *args, check=False)
@@ -368,3 +378,34 @@ def test_vendor_secrets_named_by_the_policy_are_delivered(rendered: dict[str, Re
             if key.secret_file is not None:
                 assert mount is not None and key.secret_file.parent == Path(mount)
                 assert key.secret_file.name in keys
+
+
+@pytest.mark.parametrize(("scenario", "expected"), [
+    ("elasticache-cluster-iam", {"GATEWAY_REDIS_AUTH": "elasticache-iam", "GATEWAY_REDIS_IAM_CACHE": "gateway-cache",
+                                 "GATEWAY_REDIS_USERNAME": "data-gateway", "GATEWAY_REPLAY_FAIL_CLOSED": "true"}),
+    ("sentinel-tls", {"GATEWAY_REDIS_PASSWORD_FILE": "/etc/gateway/redis-password/password",
+                      "GATEWAY_REDIS_CA_FILE": "/etc/gateway/redis-ca/ca.crt", "GATEWAY_REDIS_USERNAME": "gateway"}),
+    ("memorystore-cluster", {"GATEWAY_REDIS_AUTH": "memorystore-iam", "GATEWAY_REDIS_READ_FROM_REPLICAS": "true",
+                             "GATEWAY_REDIS_CA_FILE": "/etc/gateway/redis-ca/ca.crt"}),
+])
+def test_external_redis_values_become_settings_and_mounts(rendered: dict[str, Rendered], scenario: str,
+                                                           expected: dict[str, str]) -> None:
+    r = rendered[scenario]
+    env = r.env()
+    assert env["GATEWAY_REDIS_URL"] == r.values["externalRedis"]["url"]
+    assert expected.items() <= env.items()
+    settings = Settings.model_validate({n.removeprefix("GATEWAY_").lower(): v for n, v in env.items()
+                                        if n.startswith("GATEWAY_") and n != "GATEWAY_REDIS_CA_FILE"})
+    assert settings.redis_url == r.values["externalRedis"]["url"]
+    mounts = {m["name"]: m["mountPath"] for m in r.container()["volumeMounts"]}
+    volumes = {v["name"]: v for v in _pod(r)["volumes"]}
+    for name, variable in (("redis-password", "GATEWAY_REDIS_PASSWORD_FILE"), ("redis-ca", "GATEWAY_REDIS_CA_FILE")):
+        if variable in env:
+            assert env[variable].startswith(mounts[name] + "/")  # a directory mount: rotations reach the pod
+            [item] = volumes[name]["secret"]["items"]
+            assert env[variable].endswith("/" + item["path"])
+        else:
+            assert name not in mounts
+    # The sentinels' password comes from its Secret, never as a plain value.
+    sentinel = [e for e in r.container()["env"] if e["name"] == "GATEWAY_REDIS_SENTINEL_PASSWORD"]
+    assert all("valueFrom" in e and "value" not in e for e in sentinel)

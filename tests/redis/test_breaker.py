@@ -237,3 +237,38 @@ def test_a_cancelled_probe_does_not_leave_the_breaker_stuck_open(private_redis: 
             await shared.aclose()
 
     asyncio.run(body())
+
+
+def test_breaker_probe_now_ends_the_backoff_but_still_probes_once() -> None:
+    clock = Clock()
+    breaker = opened(clock, backoff=5.0)
+    assert not breaker.allow()
+    breaker.probe_now()  # e.g. Sentinel announced a new master
+    assert [breaker.allow() for _ in range(3)] == [True, False, False]
+    breaker.success()
+    assert breaker.closed
+    breaker.probe_now()  # closed: nothing to do
+    assert breaker.closed and breaker.allow()
+
+
+def test_a_surprise_from_the_client_degrades_instead_of_failing(private_redis: RedisHolder) -> None:
+    """redis-py's Cluster client has raised IndexError mid-failover: that must be a fallback, not a 500,
+    and a pipeline's quoted arguments (signed URLs) must not reach /readyz."""
+    errors = Counter()
+
+    async def surprise(_: object) -> None:
+        raise IndexError("Command # 1 (SET gw:url:k https://s.example/k?sig=SECRET) of pipeline caused error: "
+                         "list index out of range")
+
+    async def body() -> None:
+        shared = SharedRedis(private_redis.url, on_error=errors)
+        try:
+            with pytest.raises(RedisDown):
+                await shared.call(surprise)
+            assert errors.count == 1 and shared.breaker.failures == 1
+            assert shared.last_error is not None and "SECRET" not in shared.last_error
+            assert "list index out of range" in shared.last_error
+        finally:
+            await shared.aclose()
+
+    asyncio.run(body())

@@ -1,7 +1,9 @@
 """One contract suite per interface, run against the in-process store and the Redis store.
 
-``redis`` is a real, private redis-server. The Redis stores are built with fallbacks that fail the
-test, so a Redis store can never pass by quietly falling back to memory.
+The Redis kinds are real, private servers: one redis-server, Sentinel (one master, one replica,
+three sentinels) and Cluster (three primaries with replicas), on Debian's Redis and on Valkey. The
+Redis stores are built with fallbacks that fail the test, so a Redis store can never pass by
+quietly falling back to memory.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from gateway.ratelimit import RateLimiter, Verdict
 from gateway.ratelimit.memory import MemoryRateLimiter
 from gateway.ratelimit.redis import RedisRateLimiter
 from gateway.redis_client import SharedRedis
-from tests.support import RedisServer
+from tests.redis.conftest import REDIS_KINDS, topology_for
 
 
 class ReplayStore(Protocol):
@@ -79,6 +81,7 @@ class Stores:
             self.errors += 1
 
         shared = SharedRedis(self.url, prefix=self.prefix, on_error=count)
+        await shared.start()  # as the gateway does: connections ready, Cluster slots known
         try:
             yield shared
         finally:
@@ -110,17 +113,25 @@ class Stores:
             yield RedisUrlCache(shared)
 
 
-@pytest.fixture(params=["memory", "redis"])
+def _redis_stores(request: pytest.FixtureRequest, kind: str) -> Stores:
+    setup = topology_for(kind, request.getfixturevalue("redis_topology"),
+                         request.getfixturevalue("tmp_path_factory"))
+    wait = getattr(setup, "wait_healthy", None)
+    if wait is not None:
+        wait()  # a failover test may have just swapped roles
+    return Stores(kind, setup.url)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(params=["memory", *REDIS_KINDS])
 def stores(request: pytest.FixtureRequest) -> Stores:
-    if request.param == "redis":
-        server: RedisServer = request.getfixturevalue("redis_server")  # the session's private server
-        return Stores("redis", server.url)
-    return Stores("memory")
+    if request.param == "memory":
+        return Stores("memory")
+    return _redis_stores(request, request.param)
 
 
-@pytest.fixture
-def redis_stores(redis_server: RedisServer) -> Stores:
-    return Stores("redis", redis_server.url)
+@pytest.fixture(params=REDIS_KINDS)
+def redis_stores(request: pytest.FixtureRequest) -> Stores:
+    return _redis_stores(request, request.param)
 
 
 def run(body: Callable[[], Awaitable[None]]) -> None:
@@ -263,7 +274,7 @@ def test_redis_limiter_keys_expire_when_idle(redis_stores: Stores) -> None:
         async with redis_stores.shared() as shared:
             limiter = RedisRateLimiter(shared, MustNotFallBack())
             assert (await limiter.hit("idle", cost=1, limit=5, period=60)).allowed
-            pttl = await shared.client.pttl(shared.key("rl", "idle"))
+            pttl = await shared.client.pttl(shared.tagged("rl", "idle"))
             assert 11_000 < pttl <= 12_001  # the bucket is full again (and forgotten) after 60 s / 5
 
     run(body)
@@ -369,5 +380,29 @@ def test_redis_cache_a_damaged_entry_is_a_miss(redis_stores: Stores) -> None:
             await shared.client.set(shared.key("url", "short"), b"no separators", px=60_000)
             got = await RedisUrlCache(shared).get_many(["junk", "short"], now=T0, min_remaining=150)
             assert got == [None, None]
+
+    run(body)
+
+
+# -- audit stream ---------------------------------------------------------------------------------------
+
+def test_redis_stream_sink_appends_in_order_and_stays_bounded(redis_stores: Stores) -> None:
+    """The audit writer's blocking client, made from the shared Redis's settings, on every kind."""
+    from gateway.audit.redis_stream import RedisStreamSink
+
+    async def body() -> None:
+        async with redis_stores.shared() as shared:
+            stream = shared.key("audit")
+            sink = RedisStreamSink(shared, stream, maxlen=50)
+            try:
+                lines = [f'{{"seq": {i}}}\n'.encode() for i in range(300)]
+                await asyncio.to_thread(sink.write, lines[:150])
+                await asyncio.to_thread(sink.write, lines[150:])
+            finally:
+                sink.close()
+            entries = await shared.client.xrange(stream)
+            records = [fields[b"record"] for _, fields in entries]
+            assert 50 <= len(records) < 300  # MAXLEN ~ trims in whole nodes, but bounded
+            assert records == [line.rstrip(b"\n") for line in lines[-len(records):]]  # the newest, in order
 
     run(body)

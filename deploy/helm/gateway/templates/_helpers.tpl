@@ -116,6 +116,20 @@ Refuse contradictory values at render time, with a message that says what to cha
 {{- if and .Values.redis.enabled .Values.secrets.redisUrl }}
 {{- fail "redis.enabled and secrets.redisUrl are both set: use the bundled Redis or your own, not both" }}
 {{- end }}
+{{- with .Values.externalRedis }}
+{{- if and .url (or $.Values.redis.enabled $.Values.secrets.redisUrl) }}
+{{- fail "externalRedis.url is set together with redis.enabled or secrets.redisUrl: choose one Redis" }}
+{{- end }}
+{{- if and (not .url) (or .username .passwordSecret.name .sentinelPasswordSecret.name .tls.caSecret.name .iam.cache) }}
+{{- fail "externalRedis settings are set but externalRedis.url is empty" }}
+{{- end }}
+{{- if and (eq .auth "elasticache-iam") (not (and .username .iam.cache)) }}
+{{- fail "externalRedis.auth=elasticache-iam needs externalRedis.username and externalRedis.iam.cache" }}
+{{- end }}
+{{- if and (ne .auth "password") .passwordSecret.name }}
+{{- fail "externalRedis.passwordSecret is for auth=password; IAM authentication makes its own token" }}
+{{- end }}
+{{- end }}
 {{- if and .Values.secrets.signingKey (lt (len .Values.secrets.signingKey) 32) }}
 {{- fail "secrets.signingKey must be at least 32 characters (the gateway refuses shorter keys)" }}
 {{- end }}
@@ -127,5 +141,14 @@ Refuse contradictory values at render time, with a message that says what to cha
 {{- if not (hasKey $policy "version") }}
 {{- fail "policy.content has no `version`; is it a gateway policy file? (validate it with `gateway check-config`)" }}
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Whether the external Redis URL names Sentinels (their port needs an egress rule of its own).
+*/}}
+{{- define "gateway.redisSentinel" -}}
+{{- if or (hasPrefix "redis+sentinel://" .Values.externalRedis.url) (hasPrefix "rediss+sentinel://" .Values.externalRedis.url) -}}
+true
 {{- end }}
 {{- end }}
