@@ -110,7 +110,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if dataset is None:
         raise ConfigError("--dataset", [f"no dataset {args.dataset!r}; the file has {', '.join(policy.datasets)}"])
     try:
-        key = validate_key(args.key)
+        key = validate_key(args.key, dataset.max_key_bytes)
         ip = ipaddress.ip_address(args.ip)
     except (InvalidKey, ValueError) as exc:
         raise ConfigError("explain", [str(exc)]) from None

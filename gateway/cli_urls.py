@@ -14,7 +14,7 @@ import orjson
 
 from gateway.config import Dataset, GcsBackend, LocalBackend, S3Backend
 from gateway.errors import ConfigError, InvalidKey
-from gateway.keys import validate_key
+from gateway.keys import MAX_KEY_BYTES, validate_key
 
 
 def gateway_url(base_url: str, dataset: str, key: str) -> str:
@@ -56,7 +56,7 @@ def list_keys(dataset: Dataset) -> Iterator[str]:
 
 
 def write_urls(keys: Iterable[str], *, base_url: str, dataset: str, fmt: str, out: IO[str],
-               progress: bool) -> tuple[int, int]:
+               progress: bool, max_key_bytes: int = MAX_KEY_BYTES) -> tuple[int, int]:
     """Write one URL per key; returns (written, skipped). Keys the gateway would refuse are skipped."""
     written = skipped = 0
     writer = csv.writer(out) if fmt == "csv" else None
@@ -66,7 +66,7 @@ def write_urls(keys: Iterable[str], *, base_url: str, dataset: str, fmt: str, ou
         out.write("[")
     for raw in keys:
         try:
-            key = validate_key(raw)
+            key = validate_key(raw, max_key_bytes)
         except InvalidKey as exc:
             skipped += 1
             print(f"gateway urls: skipped {raw[:200]!r}: {exc.detail}", file=sys.stderr)
@@ -101,6 +101,7 @@ def run(*, config: Path, dataset: str, base_url: str, listing: bool, fmt: str) -
         keys = list_keys(policy.datasets[dataset])
     else:
         keys = (line.rstrip("\r\n") for line in sys.stdin if line.strip())
+    prefix = getattr(policy.datasets[dataset].backend, "prefix", "")
     written, skipped = write_urls(keys, base_url=base_url, dataset=dataset, fmt=fmt, out=sys.stdout,
-                                  progress=sys.stderr.isatty())
+                                  progress=sys.stderr.isatty(), max_key_bytes=MAX_KEY_BYTES - len(prefix.encode()))
     return 0 if not skipped else 1

@@ -14,22 +14,23 @@ _DOT_SEGMENT = re.compile(r"(?:^|/)(?:\.|%(?:25)*2e){1,2}(?:/|\Z)", re.IGNORECAS
 _BAD_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\\]")  # control characters, a backslash
 
 
-def canonical_key(raw: str | bytes) -> str:
+def canonical_key(raw: str | bytes, max_bytes: int = MAX_KEY_BYTES) -> str:
     """Decode a key taken from the request path (still percent-encoded) and validate it.
 
     Rejects, with :class:`InvalidKey`: invalid UTF-8, NUL and control characters (CR and LF
     included), backslashes, ``.`` and ``..`` segments in any encoding, empty segments, and keys
-    over 1024 bytes. Percent-decoding happens exactly once; the result is the object key.
+    over ``max_bytes`` (1024, less the dataset's prefix). Percent-decoding happens exactly once; the
+    result is the object key.
     """
     raw_bytes = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
     try:
         decoded = (unquote_to_bytes(raw_bytes) if b"%" in raw_bytes else raw_bytes).decode("utf-8", errors="strict")
     except UnicodeDecodeError:
         raise InvalidKey("the key is not valid UTF-8") from None
-    return validate_key(decoded)
+    return validate_key(decoded, max_bytes)
 
 
-def validate_key(key: str) -> str:
+def validate_key(key: str, max_bytes: int = MAX_KEY_BYTES) -> str:
     """Validate an already-decoded key (batch requests send keys as JSON strings)."""
     if not key:
         raise InvalidKey("the key is empty")
@@ -37,8 +38,11 @@ def validate_key(key: str) -> str:
         size = len(key.encode("utf-8"))  # lone surrogates (from JSON "\ud800") cannot be encoded
     except UnicodeEncodeError:
         raise InvalidKey("the key is not valid UTF-8") from None
-    if size > MAX_KEY_BYTES:
-        raise InvalidKey(f"the key is longer than {MAX_KEY_BYTES} bytes")
+    if size > max_bytes:
+        # The limit is the storage's (S3: 1024 bytes), for the key under the dataset's prefix.
+        raise InvalidKey(f"the key is longer than {max_bytes} bytes"
+                         + (" (with the dataset's prefix, the storage's 1024-byte limit)" if max_bytes < MAX_KEY_BYTES
+                            else ""))
     if _BAD_CHARACTER.search(key):
         if "\\" in key:
             raise InvalidKey("the key contains a backslash")

@@ -103,4 +103,4 @@ class ObjectRoutes:
         ctx = await request_context(scope, self.service, self.trusted, authenticate=False, headers=headers,
                                     forwarded_header=self.forwarded)
         file = await self.service.resolve_local(ctx, dataset, raw_key, exp[0], sig[0])
-        return file_response(file.path, scope["method"], headers, file.max_age)
+        return file_response(file.path, scope["method"], headers, file.max_age, etag_key=file.etag_key)

@@ -34,6 +34,7 @@ class OidcReason(StrEnum):
     BAD_AUDIENCE = "bad_audience"
     BAD_ISSUER = "bad_issuer"
     MISSING_CLAIM = "missing_claim"
+    TOO_LONG_LIVED = "too_long_lived"
 
 
 def fail(reason: OidcReason, detail: str) -> Unauthenticated:
@@ -126,7 +127,19 @@ def check_claims(issuer: OidcIssuer, claims: Mapping[str, Any], now: float) -> f
         raise fail(OidcReason.MISSING_CLAIM, "the token has no aud claim")
     if not _audiences(claims["aud"]) & _configured_audiences(issuer):
         raise fail(OidcReason.BAD_AUDIENCE, f"the token is not meant for this gateway's audience for {issuer.name!r}")
-    return check_times(issuer, claims, now)
+    exp = check_times(issuer, claims, now)
+    # A token that lives for years (exp 1e308) is a credential that never ends: no issuer the
+    # gateway trusts should mint one, and one stolen would never stop working.
+    iat = number(claims, "iat")
+    lifetime = exp - (iat if iat is not None else now)
+    if lifetime > issuer.max_token_lifetime:
+        raise fail(OidcReason.TOO_LONG_LIVED, f"the token lives {_span(lifetime)}, longer than max_token_lifetime "
+                   f"({_span(issuer.max_token_lifetime)}) for {issuer.name!r}")
+    return exp
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds / 3600:.1f}h" if seconds < 1e7 else "practically forever"
 
 
 def _names(value: object, *, split: bool) -> frozenset[str]:

@@ -35,6 +35,8 @@ class Backend(Protocol):
 class FileSource(Protocol):
     """A backend that serves bytes itself (local disk), behind its own URL signature."""
 
+    etag_key: bytes  # keys the files' ETags, so that they reveal nothing about the file system
+
     def resolve(self, key: str, *, exp: str, sig: str, now: float) -> Path:
         """Check the URL signature and return the file's real path, never outside the root."""
         ...

@@ -34,6 +34,8 @@ class LocalBackend:
         self.dataset = dataset
         self._base = f"{base_url.rstrip('/')}/v1/local/{quote(dataset, safe='')}/"
         self._key = signing_key
+        # Derived, never the signing key itself: ETags are shown to every client.
+        self.etag_key = hmac.new(signing_key, b"gateway local-file etag v1", hashlib.sha256).digest()
 
     def _mac(self, key: str, exp: int) -> str:
         message = f"v1\n{self.dataset}\n{key}\n{exp}".encode()

@@ -39,6 +39,8 @@ class OidcIssuer(Strict):
     leeway: Duration = Field(60.0, le=600)
     jwks_cache_ttl: Duration = 3600.0
     jwks_refetch_interval: Duration = 30.0
+    # Tokens that live longer (exp minus iat, or minus now without iat) are refused.
+    max_token_lifetime: Duration = Field(86_400.0, gt=0, le=30 * 86_400)
 
     @field_validator("algorithms")
     @classmethod

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 
 from gateway.config import Dataset, PolicyFile, Rule
-from gateway.keys import compile_globs
+from gateway.keys import MAX_KEY_BYTES, compile_globs
 from gateway.models import AuthMethod, Decision, DenyReason, IPAddress, Principal
 
 
@@ -152,6 +152,7 @@ class CompiledDataset:
     ttl: int = field(init=False)
     bucket: int = field(init=False)
     min_life: float = field(init=False)
+    max_key_bytes: int = field(init=False)  # 1024 bytes for the whole stored key, prefix included
     _memo: dict[tuple[int, int], tuple[Principal, IPAddress, CompiledRule | None]] = field(
         init=False, default_factory=dict, repr=False)
 
@@ -160,6 +161,8 @@ class CompiledDataset:
         object.__setattr__(self, "ttl", ttl)
         object.__setattr__(self, "bucket", max(1, int(ttl * (1 - self.min_remaining))))
         object.__setattr__(self, "min_life", ttl * self.min_remaining)
+        prefix = getattr(self.config.backend, "prefix", "")
+        object.__setattr__(self, "max_key_bytes", MAX_KEY_BYTES - len(prefix.encode("utf-8")))
 
     def decide(self, principal: Principal, client_ip: IPAddress, key: str) -> Decision:
         """Deny by default: no rules, or no matching rule, is a denial with a reason."""

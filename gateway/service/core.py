@@ -41,6 +41,7 @@ class LocalFile:
 
     path: Path
     max_age: int
+    etag_key: bytes
 
 
 class GatewayService:
@@ -100,7 +101,7 @@ class GatewayService:
         if ds.config.rate_limit is not None:
             await self._rate_limit(ctx, ds, 1, action, started)
         try:
-            key = canonical_key(raw_key)
+            key = canonical_key(raw_key, ds.max_key_bytes)
         except InvalidKey as exc:
             await self._deny(ctx, action, dataset, None, DenyReason.INVALID_KEY, exc, started)
         decision = ds.decide(ctx.principal, ctx.client_ip, key)
@@ -146,6 +147,7 @@ class GatewayService:
         denied = 0
         # The rules do not depend on the key (probe above): per key, only the key and its globs are checked.
         key_allowed = ds.key_pattern.match
+        max_bytes = ds.max_key_bytes
         for i, raw in enumerate(keys):
             if not isinstance(raw, str):
                 # Never the value itself, nor its Python text: it may be anything, nested anyhow.
@@ -153,10 +155,10 @@ class GatewayService:
                 results[i] = BatchItem(None, error="invalid_key", detail=detail)
                 continue
             try:
-                key = validate_key(raw)
+                key = validate_key(raw, max_bytes)
             except InvalidKey as exc:
                 # A lone surrogate ("\ud800") cannot be written back as JSON: show it replaced.
-                shown = raw.encode("utf-8", "surrogatepass").decode("utf-8", "replace")[:1100]
+                shown = raw.encode("utf-16", "surrogatepass").decode("utf-16", "replace")[:1100]
                 results[i] = BatchItem(shown, error=exc.code, detail=exc.detail)
                 continue
             if key_allowed(key):
@@ -192,7 +194,7 @@ class GatewayService:
         if not isinstance(backend, FileSource):
             raise UnknownDataset(f"dataset {dataset!r} does not serve files from this gateway")
         try:
-            key = canonical_key(raw_key)
+            key = canonical_key(raw_key, ds.max_key_bytes)
             now = self.clock()
             path = backend.resolve(key, exp=exp, sig=sig, now=now)
         except InvalidKey as exc:
@@ -205,7 +207,7 @@ class GatewayService:
                               started=started)
             raise
         await self._audit(ctx, "fetch", dataset, key, Decision(True, rule="signed_url"), 200, started=started)
-        return LocalFile(path, max(0, int(exp) - int(now)))
+        return LocalFile(path, max(0, int(exp) - int(now)), backend.etag_key)
 
     # -- helpers ----------------------------------------------------------------------------
     async def _rate_limit(self, ctx: RequestContext, ds: CompiledDataset, cost: int, action: str,

@@ -149,6 +149,10 @@ CASES: list[Case] = [
     ("no aud", lambda k, i, w: k["k1"].sign(claims_for(i, w, aud=None)), "missing_claim"),
     ("expired beyond leeway", lambda k, i, w: k["k1"].sign(claims_for(i, w, exp=int(w()) - 61)), "expired"),
     ("no exp", lambda k, i, w: k["k1"].sign(claims_for(i, w, exp=None)), "missing_claim"),
+    ("exp 1e308", lambda k, i, w: k["k1"].sign(claims_for(i, w, exp=1e308)), "too_long_lived"),
+    ("lives 25h from iat", lambda k, i, w: k["k1"].sign(claims_for(i, w, exp=int(w()) + 25 * 3600)), "too_long_lived"),
+    ("no iat, exp in 25h",
+     lambda k, i, w: k["k1"].sign(claims_for(i, w, iat=None, exp=int(w()) + 25 * 3600)), "too_long_lived"),
     ("exp not a number", lambda k, i, w: k["k1"].sign(claims_for(i, w, exp="tomorrow")), "malformed"),
     ("nbf in the future", lambda k, i, w: k["k1"].sign(claims_for(i, w, nbf=int(w()) + 120)), "not_yet_valid"),
     ("iat in the future", lambda k, i, w: k["k1"].sign(claims_for(i, w, iat=int(w()) + 120)), "not_yet_valid"),
@@ -195,6 +199,20 @@ async def test_attack_matrix(
         if len(part) > 8:
             assert part not in caught.value.detail
             assert part not in str(caught.value)
+
+
+async def test_max_token_lifetime_is_per_issuer(
+    idp: Idp, keys: dict[str, SigningKey], wall: FakeClock, mono: FakeClock
+) -> None:
+    idp.keys = [keys["k1"].jwk()]
+    two_days = keys["k1"].sign(claims_for(idp, wall, exp=int(wall()) + 47 * 3600))
+    almost_a_day = keys["k1"].sign(claims_for(idp, wall, exp=int(wall()) + 23 * 3600))
+    async with oidc_authenticator([issuer_config(idp)], wall, mono) as auth:
+        assert (await auth.verify(almost_a_day)).subject == "ada@example.com"  # the default: 24h
+        with pytest.raises(Unauthenticated):
+            await auth.verify(two_days)
+    async with oidc_authenticator([issuer_config(idp, max_token_lifetime="48h")], wall, mono) as auth:
+        assert (await auth.verify(two_days)).subject == "ada@example.com"
 
 
 async def test_empty_bearer_is_refused(idp: Idp, wall: FakeClock, mono: FakeClock) -> None:

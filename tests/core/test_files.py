@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.api.files import _not_modified, _range, content_type, file_response
+from gateway.api.files import _not_modified, _range, content_type, entity_tag, file_response
 from gateway.errors import NotFound, RangeNotSatisfiable
+
+KEY = b"k" * 32
 
 
 @pytest.mark.parametrize(("header", "size", "expected"), [
@@ -129,7 +131,7 @@ def sample(tmp_path: Path) -> Path:
 
 def test_head_with_a_range(sample: Path) -> None:
     before = _open_fds()
-    response = file_response(sample, "HEAD", {"range": "bytes=10-19"}, 30)
+    response = file_response(sample, "HEAD", {"range": "bytes=10-19"}, 30, etag_key=KEY)
     assert response.status_code == 206
     assert response.headers["content-range"] == "bytes 10-19/100"
     assert response.headers["content-length"] == "10"
@@ -139,19 +141,19 @@ def test_head_with_a_range(sample: Path) -> None:
 
 
 def test_a_matching_etag_is_304_and_the_range_past_the_end_is_416(sample: Path) -> None:
-    first = file_response(sample, "HEAD", {}, 0)
+    first = file_response(sample, "HEAD", {}, 0, etag_key=KEY)
     assert first.status_code == 200
     assert first.headers["content-length"] == "100"
     before = _open_fds()
-    again = file_response(sample, "GET", {"if-none-match": first.headers["etag"]}, 0)
+    again = file_response(sample, "GET", {"if-none-match": first.headers["etag"]}, 0, etag_key=KEY)
     assert again.status_code == 304
     with pytest.raises(RangeNotSatisfiable):
-        file_response(sample, "GET", {"range": "bytes=100-150"}, 0)
+        file_response(sample, "GET", {"range": "bytes=100-150"}, 0, etag_key=KEY)
     assert _open_fds() == before  # neither answer leaked the file descriptor
 
 
 def test_if_range_with_another_validator_sends_the_whole_file(sample: Path) -> None:
-    response = file_response(sample, "HEAD", {"range": "bytes=0-0", "if-range": '"stale"'}, 0)
+    response = file_response(sample, "HEAD", {"range": "bytes=0-0", "if-range": '"stale"'}, 0, etag_key=KEY)
     assert response.status_code == 200
     assert response.headers["content-length"] == "100"
 
@@ -160,4 +162,14 @@ def test_a_symlink_as_the_final_component_is_refused(sample: Path, tmp_path: Pat
     link = tmp_path / "link.pcd"
     link.symlink_to(sample)
     with pytest.raises(NotFound):
-        file_response(link, "HEAD", {}, 0)
+        file_response(link, "HEAD", {}, 0, etag_key=KEY)
+
+
+def test_the_etag_tells_nothing_about_the_file_system_and_follows_the_file(sample: Path) -> None:
+    st = os.stat(sample)
+    etag = file_response(sample, "HEAD", {}, 0, etag_key=KEY).headers["etag"]
+    assert f"{st.st_ino:x}" not in etag and str(st.st_ino) not in etag  # no inode number
+    assert etag == entity_tag(KEY, sample, st.st_size, st.st_mtime_ns)
+    assert etag != entity_tag(b"x" * 32, sample, st.st_size, st.st_mtime_ns)  # keyed
+    os.utime(sample, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert file_response(sample, "HEAD", {}, 0, etag_key=KEY).headers["etag"] != etag  # a changed file

@@ -1,0 +1,44 @@
+"""The 1024-byte key limit is the storage's, for the whole stored key: the dataset's prefix counts."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import InvalidKey
+from gateway.models import RequestContext
+from gateway.runtime import Runtime
+
+CTX = RequestContext("req", ipaddress.ip_address("10.1.2.3"))
+POLICY = """
+version: 1
+audit: {sinks: [{kind: file, path: "%s"}]}
+datasets:
+  tenant:
+    backend: {kind: s3, bucket: acme-raw, prefix: tenant-a/, region: us-west-2, endpoint_url: "http://127.0.0.1:9/"}
+    rules: [{name: office, anonymous: true, networks: [10.0.0.0/8]}]
+"""
+
+
+@pytest.fixture
+def runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_runtime: Callable[..., Runtime],
+            write_policy: Callable[..., Path]) -> Runtime:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return make_runtime(write_policy(POLICY % (tmp_path / "audit.jsonl")))
+
+
+def test_the_prefix_counts_toward_the_limit_on_every_path(runtime: Runtime) -> None:
+    fits = "k" * (1024 - len("tenant-a/"))
+    url, _ = asyncio.run(runtime.service.sign(CTX, "tenant", fits, action="redirect"))
+    assert "/tenant-a/" + fits + "?" in url.url
+    with pytest.raises(InvalidKey, match="1024-byte limit"):
+        asyncio.run(runtime.service.sign(CTX, "tenant", fits + "k", action="redirect"))
+    results = asyncio.run(runtime.service.sign_batch(CTX, "tenant", [fits, fits + "k"]))
+    assert results[0].url is not None
+    assert results[1].error == "invalid_key" and "1024-byte limit" in (results[1].detail or "")
