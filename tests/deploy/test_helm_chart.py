@@ -95,12 +95,17 @@ def test_every_pod_is_hardened(rendered: dict[str, Rendered], scenario: str) -> 
 def test_probes_and_port(rendered: dict[str, Rendered], scenario: str) -> None:
     r = rendered[scenario]
     container = r.container()
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    # Probes and metrics use the operators' listener; the public port serves only the API.
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
+    assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     env = r.env()
-    assert ports == {"http": int(env["GATEWAY_PORT"])}
+    assert ports == {"http": int(env["GATEWAY_PORT"]), "admin": int(env["GATEWAY_ADMIN_PORT"])}
+    assert ports["admin"] != ports["http"]
+    # DNS rebinding protection, with the Service's own names so that in-cluster callers still work.
+    hosts = env["GATEWAY_ALLOWED_HOSTS"].split(",")
+    assert "gw-gateway" in hosts and "gw-gateway.data.svc.cluster.local" in hosts
     assert env["GATEWAY_HOST"] == "0.0.0.0"
     service = r.one("Service", "gw-gateway")
     assert service["spec"]["ports"][0]["targetPort"] == "http"
@@ -186,10 +191,13 @@ def test_network_policy(rendered: dict[str, Rendered], scenario: str) -> None:
     pod_labels = r.gateway()["spec"]["template"]["metadata"]["labels"]
     assert _matches(policy["spec"]["podSelector"]["matchLabels"], pod_labels)
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
-    # Ingress: exactly the HTTP port, from the configured peers (or any peer).
-    [rule] = policy["spec"]["ingress"]
-    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
-    assert rule.get("from", []) == r.values.get("networkPolicy", {}).get("ingressFrom", [])
+    # Ingress: exactly the HTTP port, from the configured peers (or any peer), and the admin port
+    # from its own peers.
+    [api, admin] = policy["spec"]["ingress"]
+    assert api["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert api.get("from", []) == r.values.get("networkPolicy", {}).get("ingressFrom", [])
+    assert admin["ports"] == [{"port": "admin", "protocol": "TCP"}]
+    assert admin.get("from", []) == r.values.get("networkPolicy", {}).get("adminIngressFrom", [])
     egress = policy["spec"]["egress"]
     ports = {(p["port"], p["protocol"]) for e in egress for p in e.get("ports", [])}
     assert {(53, "UDP"), (53, "TCP"), (443, "TCP")} <= ports
@@ -274,7 +282,8 @@ def test_autoscaling_pdb_and_service_monitor(rendered: dict[str, Rendered]) -> N
     assert _matches(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     [endpoint] = monitor["spec"]["endpoints"]
-    assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
+    assert (endpoint["port"], endpoint["path"]) == ("admin", "/metrics")
+    assert {p["name"] for p in service["spec"]["ports"]} == {"http", "admin"}
 
     default = rendered["default"]
     assert default.gateway()["spec"]["replicas"] == 2

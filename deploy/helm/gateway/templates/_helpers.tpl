@@ -152,3 +152,20 @@ Whether the external Redis URL names Sentinels (their port needs an egress rule 
 true
 {{- end }}
 {{- end }}
+
+{{/*
+GATEWAY_ALLOWED_HOSTS: gateway.allowedHosts, or the public URL's host and the Service's in-cluster
+names (any other Host is refused: DNS rebinding protection).
+*/}}
+{{- define "gateway.allowedHosts" -}}
+{{- if .Values.gateway.allowedHosts }}
+{{- join "," .Values.gateway.allowedHosts }}
+{{- else }}
+{{- $svc := include "gateway.fullname" . }}
+{{- $names := list $svc (printf "%s.%s" $svc .Release.Namespace) (printf "%s.%s.svc" $svc .Release.Namespace) (printf "%s.%s.svc.cluster.local" $svc .Release.Namespace) }}
+{{- with include "gateway.publicUrl" . }}
+{{- $names = prepend $names (regexReplaceAll "^https?://([^/]+).*$" . "${1}") }}
+{{- end }}
+{{- join "," $names }}
+{{- end }}
+{{- end }}
