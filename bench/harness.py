@@ -39,6 +39,7 @@ class Options:
     shed_limit: int
     users: int
     user_keys: int
+    only: frozenset[str] = frozenset()  # row names to measure (empty: all); bare Starlette always runs
 
 
 @dataclass
@@ -79,6 +80,9 @@ class Run:
         path = self.tmp / f"{name}.lua"
         path.write_text(text)
         return path
+
+    def wants(self, name: str) -> bool:
+        return not self.o.only or name in self.o.only
 
     def rps_of(self, name: str, default: float) -> float:
         """The req/s of a row measured earlier in this run (to size single-use request sets)."""

@@ -52,7 +52,7 @@ def gateway(run: Run, policy: Path, audit: Path, redis_url: str, identity: fx.Id
     auth = {"Authorization": f"Bearer {token}"}
     cold, cold_warm = cold_scripts(run, "cold", fx.S3_DATASET, "images/cold/", ".jpg", token)
     run.log(f"users: signing {run.o.users:,} employees' tokens")
-    tokens = fx.user_tokens(identity, issuer, run.o.users)
+    tokens = fx.user_tokens(identity, issuer, run.o.users if run.wants("users") else 2)
     users, users_warm = users_scripts(run, tokens)
     with running(run.gateway_server("gateway", policy, redis_url)) as server:
         first = fx.HOT_KEYS[0]
@@ -72,15 +72,19 @@ def gateway(run: Run, policy: Path, audit: Path, redis_url: str, identity: fx.Id
             ("users", f"gateway ({run.o.users:,} users' JWTs, {run.o.user_keys:,} keys)", users, users_warm),
             ("cold", "gateway (S3, a new key every request)", cold, cold_warm),
         ):
+            if not run.wants(name):
+                continue
             row = Row(name, label, "gateway")
             run.measure(row, server, script, warmup_script=warm, audit=audit)
             run.audit_check(row, audit)
             run.rows.append(row)
 
-        fresh_tokens(run, server, identity, issuer, audit)
-        if not run.o.quick:
+        if run.wants("fresh-tokens"):
+            fresh_tokens(run, server, identity, issuer, audit)
+        if not run.o.quick and run.wants("hmac"):
             hmac(run, server, audit)
-        batch(run, server, token, audit)
+        if run.wants("batch-cold"):
+            batch(run, server, token, audit)
 
 
 def fresh_tokens(run: Run, server: Server, identity: fx.Identity, issuer: str, audit: Path) -> None:
@@ -88,7 +92,7 @@ def fresh_tokens(run: Run, server: Server, identity: fx.Identity, issuer: str, a
     row = Row("fresh-tokens", "gateway (a never-seen JWT every request)", "gateway")
     seconds = min(run.o.seconds, FRESH_TOKEN_SECONDS)
     # Enough single-use tokens for half the users row's rate (a verify costs more than a cache hit).
-    count = int(max(5_000, run.rps_of("users", 10_000) * 0.5 * seconds + 2_000))
+    count = int(max(5_000, run.rps_of("users", 10_000) * 1.0 * seconds + 2_000))
     run.log(f"fresh-tokens: signing {count:,} tokens")
     data = fx.fresh_token_requests(run.tmp / "fresh-tokens.tsv", identity, issuer, count, dataset=fx.S3_DATASET,
                                    keys=fx.HOT_KEYS)

@@ -65,6 +65,8 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--user-keys", type=int, default=50_000, help="size of the users row's key space")
     parser.add_argument("--batch-requests", type=int, help="measured POST /v1/sign requests (default 50, quick 20)")
     parser.add_argument("--shed-limit", type=int, default=8, help="GATEWAY_MAX_CONCURRENCY of the hot-shed run")
+    parser.add_argument("--only", default="", help="comma-separated rows to measure (bare Starlette always runs), "
+                        "e.g. users,hmac; for profiling, not for the results")
     parser.add_argument("--out", type=Path, help="results folder (default bench/results)")
     parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk, nginx or redis")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the temp folder (logs, configs, scripts)")
@@ -79,6 +81,7 @@ def parse_args(argv: list[str] | None) -> Options:
         batch_requests=args.batch_requests or (20 if quick else 50), out=args.out or RESULTS,
         install=not args.no_install, keep_tmp=args.keep_tmp, fail_on_targets=args.fail_on_targets,
         shed_limit=args.shed_limit, users=args.users, user_keys=args.user_keys,
+        only=frozenset(name for name in args.only.split(",") if name),
     )
 
 
@@ -98,14 +101,18 @@ def _rows(run: Run, tmp: Path, redis_binary: str) -> None:
         redis_url = f"redis://127.0.0.1:{redis.port}/0"
 
         rows_baseline.starlette(run, hot)
-        if not o.quick:
+        if not o.quick and run.wants("naive"):
             rows_baseline.naive(run, hot, issuer, token)
+        if not o.quick and run.wants("nginx"):
             rows_baseline.nginx(run, hot)
         rows_gateway.gateway(run, policy, audit, redis_url, identity, issuer, token, hot)
         if not o.quick:
-            rows_gateway.gcs_cold(run, issuer, redis_url, token)
-            rows_long.soak(run, policy, redis_url, hot, audit)
-            rows_long.concurrency(run, policy, redis_url, hot, audit)
+            if run.wants("gcs-cold"):
+                rows_gateway.gcs_cold(run, issuer, redis_url, token)
+            if run.wants("soak"):
+                rows_long.soak(run, policy, redis_url, hot, audit)
+            if run.wants("hot-shed"):
+                rows_long.concurrency(run, policy, redis_url, hot, audit)
             rows_baseline.starlette(run, hot, "starlette-end")
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis
 import redis.asyncio.cluster
 
+from gateway.redis.batch import SetNxBatcher
 from gateway.redis.breaker import Breaker
 from gateway.redis.confirmed import ConfirmedWrites, NotReplicated
 from gateway.redis.connect import AsyncClient, SyncClient, async_client, sync_client
@@ -67,6 +68,7 @@ class SharedRedis:
         if self._sentinel is not None and self.target.master:
             self.listener = SwitchMasterListener(self._sentinel, self.target.master, self._master_switched)
         self._confirmed = ConfirmedWrites(self.client)
+        self._nonces = SetNxBatcher(self._set_nx_batch)
         self._tasks: list[asyncio.Task[None]] = []
         self._on_error = on_error
 
@@ -140,7 +142,7 @@ class SharedRedis:
         """``SET key NX PX``: True when this call created the key. With ``confirm`` (and replicas
         required), only once ``WAIT`` saw them take it; raises NotReplicated when they did not."""
         if not confirm or self.replica_acks == 0:
-            return bool(await self.call(lambda r: r.set(key, b"1", nx=True, px=px)))
+            return await self._nonces.set_nx(key, px)
         wait_ms = max(1, int(self.options.wait_timeout * 1000))
         created, acks = await self.call(
             lambda _: self._confirmed.set_nx(key, b"1", px, replicas=self.replica_acks, wait_ms=wait_ms),
@@ -148,6 +150,16 @@ class SharedRedis:
         if created and acks < self.replica_acks:
             raise NotReplicated(f"{acks} of {self.replica_acks} replicas confirmed within {wait_ms} ms")
         return created
+
+    async def _set_nx_batch(self, items: Sequence[tuple[str, int]]) -> list[bool]:
+        """One pipeline for the nonces of one loop turn (gateway.redis.batch); not a transaction."""
+        async def send(client: AsyncClient) -> list[Any]:
+            pipe = client.pipeline(transaction=False) if not self.cluster else client.pipeline()
+            for key, px in items:
+                pipe.set(key, b"1", nx=True, px=px)
+            return list(await pipe.execute())
+
+        return [bool(created) for created in await self.call(send)]
 
     async def ping(self) -> bool:
         try:

@@ -47,6 +47,9 @@ class _Key:
     key_id: str
     secret: bytes
     max_skew: float
+    # Who a valid signature with this key proves: the same object every time (it is immutable),
+    # so that what is remembered per principal (the policy's rule memo, the audit JSON) is reused.
+    principal: Principal
 
     def __repr__(self) -> str:  # never show the secret, even in a traceback
         return f"_Key(vendor={self.vendor!r}, key_id={self.key_id!r})"
@@ -112,7 +115,9 @@ class VendorAuthenticator:
                 if problem is not None:
                     problems.append(problem)
                 elif secret is not None:
-                    self._keys[key.id] = _Key(vendor.name, key.id, secret, vendor.max_skew)
+                    principal = Principal(method=AuthMethod.VENDOR_HMAC, subject=vendor.name, issuer=vendor.name,
+                                          key_id=key.id)
+                    self._keys[key.id] = _Key(vendor.name, key.id, secret, vendor.max_skew, principal)
         if problems:
             raise ConfigError("auth.vendors", problems)
 
@@ -172,7 +177,7 @@ class VendorAuthenticator:
         if not await self._replay.first_seen(nonce, remaining):
             raise _fail(VendorReason.REPLAY, "this signature was already used; sign each request afresh")
 
-        return Principal(method=AuthMethod.VENDOR_HMAC, subject=key.vendor, issuer=key.vendor, key_id=key.key_id)
+        return key.principal
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
