@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     audit_queue_size: int = Field(10_000, ge=1)
     workers: int = Field(1, ge=1)
     max_concurrency: int = Field(256, ge=0, description="Requests in flight per worker before 503 (0: no limit).")
+    upstream_timeout: float = Field(30.0, gt=0, description="Proxy delivery: seconds to wait for the storage.")
     tls_cert: Path | None = Field(None, description="PEM certificate chain for HTTPS; followed when it changes.")
     tls_key: Path | None = Field(None, description="PEM private key of GATEWAY_TLS_CERT.")
 

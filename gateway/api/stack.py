@@ -1,7 +1,7 @@
 """The HTTP pipeline, assembled in one place and read top to bottom:
 
     edge (request id, CORS and preflights, concurrency limit, metrics, errors become answers)
-      ▶ object routes (/v1/datasets/..., /v1/local/...: raw paths, the hot path)
+      ▶ object routes (/v1/datasets/..., /v1/local/...: raw paths, the hot path; proxy datasets stream)
       ▶ FastAPI (POST /v1/sign, /healthz, /readyz, /metrics)
 
 Each layer owns its answers and no layer repeats another's headers, errors or counting. The
@@ -29,21 +29,21 @@ from gateway.api.ops import Readiness, ops_router
 from gateway.errors import GatewayError
 from gateway.logs import request_id_var
 from gateway.metrics import Metrics
-from gateway.service import GatewayService
+from gateway.service import GatewayService, ProxyReads
 from gateway.settings import Settings
 
 Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
 
 
 def build_http_app(service: GatewayService, settings: Settings, *, metrics: Metrics, readiness: Readiness,
-                   lifespan: Lifespan | None = None) -> ASGIApp:
+                   lifespan: Lifespan | None = None, proxy: ProxyReads | None = None) -> ASGIApp:
     routes = FastAPI(title="URL-signing gateway", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
     routes.include_router(batch_router(service, trusted_proxies=settings.trusted_proxies))
     routes.include_router(ops_router(readiness=readiness, metrics=metrics))
     _json_errors(routes)
 
     holder = service.holder
-    app: ASGIApp = ObjectRoutes(routes, service, trusted_proxies=settings.trusted_proxies)
+    app: ASGIApp = ObjectRoutes(routes, service, trusted_proxies=settings.trusted_proxies, proxy=proxy)
     return EdgeMiddleware(app, metrics, origins=lambda: holder.current.cors_origins,
                           max_age=lambda: int(holder.current.policy.source.cors.max_age),
                           max_concurrency=settings.max_concurrency)

@@ -16,12 +16,21 @@ from gateway.audit.log import AuditLog
 from gateway.auth import AuthRequest
 from gateway.backends import FileSource
 from gateway.cache import SharedUrlCache, UrlCache
-from gateway.errors import Forbidden, GatewayError, InvalidKey, PayloadTooLarge, Unauthenticated, UnknownDataset
+from gateway.errors import (
+    Forbidden,
+    GatewayError,
+    InvalidKey,
+    PayloadTooLarge,
+    Unauthenticated,
+    Unavailable,
+    UnknownDataset,
+)
 from gateway.keys import canonical_key, validate_key
 from gateway.metrics import Metrics
 from gateway.models import AuditRecord, Decision, DenyReason, IPAddress, RequestContext, SignedUrl
 from gateway.policy import CompiledDataset
 from gateway.ratelimit import RateLimiter
+from gateway.service.gateway_urls import GatewayUrls
 from gateway.service.limits import RateLimits
 from gateway.service.signing import UrlSigner
 from gateway.service.state import State, StateHolder
@@ -56,8 +65,10 @@ class GatewayService:
         clock: Callable[[], float] = time.time,
         shared_cache: SharedUrlCache | None = None,
         limiter: RateLimiter | None = None,
+        gateway_urls: GatewayUrls | None = None,
     ) -> None:
         self.holder = holder
+        self.gateway_urls = gateway_urls
         self.signer = UrlSigner(cache=cache, shared_cache=shared_cache, metrics=metrics, clock=clock)
         self.limits = RateLimits(limiter, metrics)
         self.audit = audit
@@ -110,9 +121,11 @@ class GatewayService:
             await self._audit(ctx, action, dataset, key, decision, refusal.status, started=started)
             raise refusal
         self._tally.inc(self._allowed)
-        url = self.signer.cached(state, ds, key)
-        cache = "hit"
-        if url is None:
+        cache: str | None = "hit"
+        url: SignedUrl | None
+        if ds.proxy:
+            url, cache = self._gateway_urls(ctx, ds, [key])[0], None
+        elif (url := self.signer.cached(state, ds, key)) is None:
             cache = "miss"
             try:
                 url = await self.signer.one(state, ds, key)
@@ -164,7 +177,9 @@ class GatewayService:
         self.metrics.decisions.labels("deny", "batch").inc(len(keys) - len(allowed))
         hits = 0
         if allowed:
-            urls, hits = await self.signer.many(state, ds, [key for _, key in allowed])
+            wanted = [key for _, key in allowed]
+            urls, hits = (self._gateway_urls(ctx, ds, wanted), 0) if ds.proxy else await self.signer.many(
+                state, ds, wanted)
             for (i, key), url in zip(allowed, urls, strict=True):
                 results[i] = BatchItem(key, url=url)
         summary = Decision(bool(allowed), rule=probe.rule, reason=None if allowed else DenyReason.KEY_NOT_ALLOWED)
@@ -199,6 +214,15 @@ class GatewayService:
         return LocalFile(path, max(0, int(exp) - int(now)))
 
     # -- helpers ----------------------------------------------------------------------------
+    def _gateway_urls(self, ctx: RequestContext, ds: CompiledDataset, keys: list[str]) -> list[SignedUrl]:
+        """A proxy dataset's URLs: the gateway's own, bound to this client's address (an HMAC each:
+        nothing worth caching). See gateway/service/gateway_urls.py."""
+        if self.gateway_urls is None:
+            raise Unavailable("this gateway has no signing key for proxy URLs")
+        signed_at = int(self.clock() // ds.bucket * ds.bucket)
+        return self.gateway_urls.sign(ds.name, keys, ctx.client_text or _ip_text(ctx.client_ip),
+                                      signed_at=signed_at, expires_in=ds.ttl)
+
     async def _rate_limit(self, ctx: RequestContext, ds: CompiledDataset, cost: int, action: str,
                           started: float) -> None:
         refusal = await self.limits.spend(ctx, ds, cost)
