@@ -39,6 +39,7 @@ class Options:
     shed_limit: int
     users: int
     user_keys: int
+    only: str | None = None
 
 
 @dataclass

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench import fixtures as fx
-from bench import report, rows_baseline, rows_gateway, rows_long
+from bench import report, rows_baseline, rows_gateway, rows_long, rows_proxy
 from bench.harness import ROOT, Options, Run
 from bench.load import fixed_paths_script
 from bench.procs import STARTED, BenchError, alive, ensure_tool, running
@@ -65,6 +65,8 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--user-keys", type=int, default=50_000, help="size of the users row's key space")
     parser.add_argument("--batch-requests", type=int, help="measured POST /v1/sign requests (default 50, quick 20)")
     parser.add_argument("--shed-limit", type=int, default=8, help="GATEWAY_MAX_CONCURRENCY of the hot-shed run")
+    parser.add_argument("--only", choices=["proxy"],
+                        help="run only these rows (proxy: the proxy-delivery rows and their nginx baseline)")
     parser.add_argument("--out", type=Path, help="results folder (default bench/results)")
     parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk, nginx or redis")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the temp folder (logs, configs, scripts)")
@@ -78,13 +80,16 @@ def parse_args(argv: list[str] | None) -> Options:
         connections=args.connections, workers=args.workers,
         batch_requests=args.batch_requests or (20 if quick else 50), out=args.out or RESULTS,
         install=not args.no_install, keep_tmp=args.keep_tmp, fail_on_targets=args.fail_on_targets,
-        shed_limit=args.shed_limit, users=args.users, user_keys=args.user_keys,
+        shed_limit=args.shed_limit, users=args.users, user_keys=args.user_keys, only=args.only,
     )
 
 
 def _rows(run: Run, tmp: Path, redis_binary: str) -> None:
     """Every row of the run, in order; each starts and stops its own servers."""
     o = run.o
+    if o.only == "proxy":
+        rows_proxy.proxy(run)
+        return
     with contextlib.ExitStack() as stack:
         identity = fx.Identity.create()
         issuer = stack.enter_context(fx.identity_provider(identity))
@@ -104,6 +109,7 @@ def _rows(run: Run, tmp: Path, redis_binary: str) -> None:
         rows_gateway.gateway(run, policy, audit, redis_url, identity, issuer, token, hot)
         if not o.quick:
             rows_gateway.gcs_cold(run, issuer, redis_url, token)
+            rows_proxy.proxy(run)
             rows_long.soak(run, policy, redis_url, hot, audit)
             rows_long.concurrency(run, policy, redis_url, hot, audit)
             rows_baseline.starlette(run, hot, "starlette-end")
@@ -156,7 +162,7 @@ def execute(o: Options) -> int:
     guard = report.quick_guard(rows)
     result = {"meta": meta, "scenarios": report.with_ratios(rows), "targets": targets, "quick_guard": guard}
     o.out.mkdir(parents=True, exist_ok=True)
-    stem = "quick" if o.quick else "latest"
+    stem = "quick" if o.quick else f"only-{o.only}" if o.only else "latest"
     (o.out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     markdown = report.markdown(result)
     (o.out / f"{stem}.md").write_text(markdown)
