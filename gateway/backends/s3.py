@@ -163,7 +163,7 @@ class S3Backend:
 
     def health(self) -> dict[str, object]:
         if self.bound is not None:
-            return {"kind": self.kind, "ok": True, "credentials": "sts-session", **self.bound.health()}
+            return {"kind": self.kind, "credentials": "sts-session", **self.bound.health()}
         credentials = self._credentials
         if credentials is None:
             return {"kind": self.kind, "ok": False, "credentials": "missing"}

@@ -99,7 +99,9 @@ class BoundSessions:
 
     def health(self) -> dict[str, object]:
         session = self._session
-        info: dict[str, object] = {"network_binding": True, "sts_failures": self.failures}
+        # Not ready once STS has failed and no session can sign: every URL would be a 503.
+        ok = self._usable(session) or self.failures == 0
+        info: dict[str, object] = {"ok": ok, "network_binding": True, "sts_failures": self.failures}
         if session is not None:
             info["session_expires_in"] = int(session.expires - self._clock())
         return info

@@ -140,8 +140,10 @@ def test_sts_failure_is_503_never_an_unbound_url(sts_env: str, monkeypatch: pyte
                                                  gateway_server: Callable[..., RunningGateway]) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL_STS", f"http://127.0.0.1:{free_port()}")  # nothing listens there
     backend = S3Backend(config(BINDINGS["ips-only"]), session=boto3.session.Session())
+    assert backend.health()["ok"] is True  # nothing tried yet
     with pytest.raises(Unavailable):
         sign(backend, "k.jpg", signed_at=1_800_000_000)
+    assert backend.health()["ok"] is False and backend.health()["sts_failures"] == 1
     policy = tmp_path / "policy.yaml"
     policy.write_text(f"""version: 1
 datasets:
