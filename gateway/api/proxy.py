@@ -16,6 +16,7 @@ was not read to the end, so it is never handed to the next request half-read).
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import parse_qs
 
 import anyio
@@ -23,9 +24,10 @@ from starlette.types import Message, Receive, Scope, Send
 
 from gateway.api.context import request_context
 from gateway.config import Network
-from gateway.errors import BadRequest
+from gateway.errors import BadRequest, GatewayError
 from gateway.service import Delivery, ProxyReads, ReadRequest
 
+log = logging.getLogger("gateway.http")
 _FIXED = [
     (b"accept-ranges", b"bytes"),
     (b"x-content-type-options", b"nosniff"),
@@ -83,9 +85,16 @@ async def stream(delivery: Delivery, receive: Receive, send: Send, *, head: bool
             return
         async with anyio.create_task_group() as group:
             group.start_soon(_cancel_on_disconnect, receive, group.cancel_scope)
-            async for chunk in fetched.body:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                sent += len(chunk)
+            try:
+                async for chunk in fetched.body:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    sent += len(chunk)
+            except GatewayError as exc:
+                # The storage broke off mid-body (raised here, it would leave the task group as an
+                # ExceptionGroup): end without the final message, so the server aborts the connection.
+                log.warning("proxy: the storage stopped sending mid-body (%s)", exc.code)
+                group.cancel_scope.cancel()
+                return
             declared = fetched.headers.get("content-length", "")
             if declared.isdigit() and sent < int(declared):
                 # The storage stopped early: end without the final message, so that the server

@@ -86,3 +86,42 @@ def test_an_unreachable_storage_is_503_with_retry_after(s3_env: None, tmp_path: 
         if method == "GET":
             assert_error(response, 503, "unavailable")
         assert_no_leak(response, endpoint)
+
+
+@pytest.fixture
+def breaking_storage() -> Iterator[str]:
+    """Answers 200 with Content-Length: 1 MiB, sends 100 KiB of it, and hangs up."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\nContent-Type: application/x-test\r\n\r\n"
+                             + b"x" * 102400)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(2)
+        listener.close()
+
+
+def test_a_storage_that_breaks_off_mid_body_aborts_the_answer(breaking_storage: str, s3_env: None, tmp_path: Path,
+                                                             caplog: pytest.LogCaptureFixture,
+                                                             gateway_server: Callable[..., RunningGateway]) -> None:
+    gw = gateway_server(config=_policy(tmp_path, breaking_storage))
+    with pytest.raises(httpx.RemoteProtocolError):  # truncated: never a short "success"
+        httpx.get(f"{gw.url}/v1/datasets/vision/objects/big.bin", timeout=10)
+    assert not [r for r in caplog.records if r.getMessage() == "unhandled error"]
