@@ -12,6 +12,8 @@ HOT_VS_NAIVE = 5.0
 COLD_VS_STARLETTE = 0.40
 BATCH_MEDIAN_MS = 25.0
 SOAK_RSS_GROWTH_PCT = 5.0
+PROXY_VS_NGINX = 0.30
+PROXY_SLOW_PEAK_RSS_MB = 200.0
 
 # The quick guard: only gross regressions, only as ratios to bare Starlette measured in the same run.
 GUARD_HOT_VS_STARLETTE = 0.25
@@ -94,6 +96,8 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         values = [g for g in soak["extra"].get("rss_growth_pct", []) if g is not None]
         growth = max(values) if values else None
     errors, where = error_total(rows)
+    proxy, nginx_proxy, slow = named.get("proxy"), named.get("proxy-nginx"), named.get("proxy-slow")
+    slow_peak = max(slow["peak_rss_kb"]) / 1024 if slow and slow.get("peak_rss_kb") else None
     result = [
         _target("users req/s >= 60% of bare Starlette", _ratio(users, base), ">=", USERS_VS_STARLETTE, "x"),
         _target("users p99 <= 25 ms", _p99(users), "<=", P99_MS, "ms"),
@@ -107,6 +111,10 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "<=", BATCH_MEDIAN_MS, "ms"),
         _target("soak: RSS growth per worker < 5%", growth, "<", SOAK_RSS_GROWTH_PCT, "%",
                 why_missing="no soak in this run (full mode only)"),
+        _target("proxy (256 KB objects) req/s >= 30% of nginx proxy_pass", _rps(proxy) / _rps(nginx_proxy)
+                if _rps(proxy) and _rps(nginx_proxy) else None, ">=", PROXY_VS_NGINX, "x"),
+        _target("64 slow readers of a 50 MB object: peak RSS per worker < 200 MB", slow_peak, "<",
+                PROXY_SLOW_PEAK_RSS_MB, "MB"),
         _target("zero non-2xx/3xx and socket errors in all scenarios", float(errors), "<=", 0.0, "errors"),
     ]
     if where:

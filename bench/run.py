@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench import fixtures as fx
-from bench import report, rows_baseline, rows_gateway, rows_long
+from bench import report, rows_baseline, rows_gateway, rows_long, rows_proxy
 from bench.harness import ROOT, Options, Run
 from bench.load import fixed_paths_script
 from bench.procs import STARTED, BenchError, alive, ensure_tool, running
@@ -88,6 +88,9 @@ def parse_args(argv: list[str] | None) -> Options:
 def _rows(run: Run, tmp: Path, redis_binary: str) -> None:
     """Every row of the run, in order; each starts and stops its own servers."""
     o = run.o
+    if o.only == {"proxy"}:  # the proxy rows need nothing of the gateway rows' setup
+        rows_proxy.proxy(run)
+        return
     with contextlib.ExitStack() as stack:
         identity = fx.Identity.create()
         issuer = stack.enter_context(fx.identity_provider(identity))
@@ -109,6 +112,8 @@ def _rows(run: Run, tmp: Path, redis_binary: str) -> None:
         if not o.quick:
             if run.wants("gcs-cold"):
                 rows_gateway.gcs_cold(run, issuer, redis_url, token)
+            if run.wants("proxy"):
+                rows_proxy.proxy(run)
             if run.wants("soak"):
                 rows_long.soak(run, policy, redis_url, hot, audit)
             if run.wants("hot-shed"):
@@ -163,7 +168,8 @@ def execute(o: Options) -> int:
     guard = report.quick_guard(rows)
     result = {"meta": meta, "scenarios": report.with_ratios(rows), "targets": targets, "quick_guard": guard}
     o.out.mkdir(parents=True, exist_ok=True)
-    stem = "quick" if o.quick else "latest"
+    # A partial run never overwrites the full run's results.
+    stem = "quick" if o.quick else f"only-{'-'.join(sorted(o.only))}" if o.only else "latest"
     (o.out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     markdown = report.markdown(result)
     (o.out / f"{stem}.md").write_text(markdown)

@@ -18,7 +18,8 @@ from gateway.auth import AuthChain, Authenticator, ReplayStore
 from gateway.auth.dev import DevAuthenticator
 from gateway.auth.oidc import OidcAuthenticator
 from gateway.auth.vendor import VendorAuthenticator
-from gateway.backends import Backend
+from gateway.backends import Backend, ObjectSource
+from gateway.backends.http_pool import UpstreamPool
 from gateway.backends.local import LocalBackend
 from gateway.config import AuditConfig, AuthConfig, GcsBackend, PolicyFile, S3Backend
 from gateway.config import FileSink as FileSinkConfig
@@ -58,8 +59,10 @@ class StateBuilder:
     clients and credentials, an authenticator its JWKS and verified-token caches."""
 
     def __init__(self, settings: Settings, *, signing_key: bytes, http: httpx.AsyncClient, replay: ReplayStore,
-                 metrics: Metrics, clock: Callable[[], float], environ: Mapping[str, str] | None) -> None:
+                 metrics: Metrics, clock: Callable[[], float], environ: Mapping[str, str] | None,
+                 pool: UpstreamPool | None = None) -> None:
         self.settings = settings
+        self.pool = pool or UpstreamPool()
         self.signing_key = signing_key
         self.http = http
         self.replay = replay
@@ -81,6 +84,18 @@ class StateBuilder:
                 backends[name] = self.backend(name, dataset.backend)
             except ConfigError as exc:
                 problems.extend(f"datasets.{name}.backend: {p}" for p in exc.problems)
+        sources: dict[str, ObjectSource] = {}
+        for name, dataset in policy.datasets.items():
+            if dataset.delivery != "proxy" or name not in backends:
+                continue
+            old_source = previous.sources.get(name) if previous else None
+            if old_source is not None and previous is not None and previous.backends.get(name) is backends[name]:
+                sources[name] = old_source  # same backend object: same credentials and token
+                continue
+            try:
+                sources[name] = self.source(dataset.backend, backends[name])
+            except ConfigError as exc:
+                problems.extend(f"datasets.{name}.delivery: {p}" for p in exc.problems)
         try:
             auth = AuthChain(self.authenticators(policy.auth), fallback=self.fallback())
         except ConfigError as exc:
@@ -88,7 +103,9 @@ class StateBuilder:
         if problems:
             raise ConfigError(str(self.settings.config or "<embedded default>"), problems)
         cors = frozenset(policy.cors.allow_origins) | frozenset(self.settings.cors_origins)
-        return State(compile_policy(policy, raw), backends, auth, cors, loaded_at=self.clock())
+        for warning in policy.warnings():
+            log.warning("%s", warning)
+        return State(compile_policy(policy, raw), backends, auth, cors, loaded_at=self.clock(), sources=sources)
 
     def backend(self, dataset: str, config: LocalBackendConfig | S3Backend | GcsBackend) -> Backend:
         match config:
@@ -99,11 +116,30 @@ class StateBuilder:
                 # Imported here: boto3 costs startup time that local-only deployments should not pay.
                 from gateway.backends.s3 import S3Backend as S3
 
-                return S3(config)
+                return S3(config, dataset=dataset)
             case GcsBackend():
                 from gateway.backends.gcs import GcsBackend as Gcs
 
                 return Gcs(config)
+
+    def source(self, config: LocalBackendConfig | S3Backend | GcsBackend, backend: Backend) -> ObjectSource:
+        """The object reader of a proxy dataset, over the dataset's own backend and its credentials."""
+        from gateway.backends.gcs import GcsBackend as Gcs
+        from gateway.backends.s3 import S3Backend as S3
+
+        if isinstance(config, S3Backend) and isinstance(backend, S3):
+            from gateway.backends.s3_source import S3Source
+
+            return S3Source(backend, self.pool, clock=self.clock)
+        if isinstance(config, GcsBackend) and isinstance(backend, Gcs):
+            from gateway.backends.gcs_source import GcsSource
+
+            credentials = backend.access_credentials()
+            if credentials is None:
+                raise ConfigError("delivery", ["proxy delivery reads GCS with an OAuth access token, and an HMAC "
+                                               "key has none: use a service-account key or Workload Identity"])
+            return GcsSource(config, credentials, self.pool)
+        raise ConfigError("delivery", [f"delivery: proxy is not available for backend kind {config.kind}"])
 
     def fallback(self) -> Authenticator | None:
         """Development mode: the principal of requests without a credential (real credentials are

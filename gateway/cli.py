@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from gateway.config import PolicyFile
+from gateway.config import Dataset, PolicyFile
 from gateway.errors import ConfigError
 from gateway.models import Principal
 from gateway.settings import Settings
@@ -62,6 +62,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     policy, _ = load_policy(path)
     print(f"{path}: valid (version {policy.version}, {len(policy.datasets)} datasets: "
           f"{', '.join(sorted(policy.datasets))})")
+    for warning in policy.warnings():  # what a delivery does not guarantee: worth knowing, not an error
+        print(f"warning: {warning}")
     return 0
 
 
@@ -124,6 +126,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print("note:     the token's claims were read WITHOUT checking its signature or expiry")
     verdict = f"ALLOW by rule {decision.rule}" if decision.allowed else f"DENY ({decision.reason})"
     print(f"decision: {verdict}")
+    print(f"delivery: {_delivery_line(dataset.config)}")
     for check in dataset.explain(principal, ip):
         if check.matched:
             print(f"  rule {check.rule}: matches")
@@ -132,6 +135,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if not dataset.key_pattern.match(key):
         print(f"  key {key!r} is not in allow_keys: {', '.join(dataset.config.allow_keys)}")
     return 0 if decision.allowed else 3
+
+
+def _delivery_line(dataset: Dataset) -> str:
+    backend = dataset.backend
+    if backend.kind == "local":
+        return "local (the gateway serves the file itself, behind its own URL signature)"
+    if dataset.delivery == "proxy":
+        return "proxy (the gateway streams the object; no storage URL reaches the client)"
+    binding = getattr(backend, "network_binding", None)
+    if binding is not None:
+        return "redirect, bound to the network by an STS session policy (checked by S3 when the URL is used)"
+    return "redirect (a presigned URL; any network rule is checked at the gateway only)"
 
 
 def cmd_urls(args: argparse.Namespace) -> int:

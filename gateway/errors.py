@@ -129,6 +129,20 @@ class Unavailable(GatewayError):
         super().__init__(detail, retry_after=retry_after)
 
 
+class BadGateway(GatewayError):
+    """The storage refused the gateway's own request (its credentials, its signature) in proxy mode."""
+
+    status = 502
+    code = "upstream_refused"
+
+
+class GatewayTimeout(GatewayError):
+    """The storage did not answer in time in proxy mode."""
+
+    status = 504
+    code = "upstream_timeout"
+
+
 class ConfigError(Exception):
     """A config file that does not validate. ``problems`` lists every problem with its location."""
 

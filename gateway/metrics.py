@@ -58,6 +58,10 @@ class Metrics:
         self.policy_reloads = Counter(
             "gateway_policy_reloads", "Policy reload attempts.", ["result"], registry=registry
         )
+        self.upstream_connections = Counter(
+            "gateway_upstream_connections", "Connections opened to storage by proxy delivery (pooled: few).",
+            registry=registry,
+        )
         self.rate_limited = Counter("gateway_rate_limited", "Requests refused by a rate limit.", registry=registry)
         self.policy_info = Gauge(
             "gateway_policy_loaded_timestamp_seconds", "When the policy in force was loaded.", registry=registry,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -108,3 +109,40 @@ class AuditRecord:
     latency_ms: float = 0.0
     keys: list[str] | None = None
     denied: int | None = None
+    bytes: int | None = None  # body bytes sent, for answers the gateway streams itself (proxy delivery)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchRequest:
+    """What a proxied read asks of the storage: only these headers are ever forwarded.
+
+    ``range`` is one absolute ``bytes=first-last`` or ``bytes=first-`` range (suffix ranges and
+    ``If-Range`` are resolved by the service); the conditionals are passed as the client sent them.
+    """
+
+    head: bool = False
+    range: str | None = None
+    if_none_match: str | None = None
+    if_modified_since: str | None = None
+
+
+def _no_body() -> AsyncIterator[bytes]:
+    async def empty() -> AsyncIterator[bytes]:
+        return
+        yield b""  # pragma: no cover - makes this an async generator
+
+    return empty()
+
+
+@dataclass(slots=True)
+class Fetched:
+    """The storage's answer to a :class:`FetchRequest`: 200, 206 or 304, the headers worth passing
+    on (lower-case names, storage-specific ones already dropped), the body, and ``release``, which
+    must be called once whatever happens: it returns the connection to the pool, or closes it when
+    the body was not read to its end."""
+
+    status: int
+    headers: dict[str, str]
+    size: int | None = None  # the whole object's size, when the answer tells it
+    body: AsyncIterator[bytes] = field(default_factory=_no_body)
+    release: Callable[[], None] = lambda: None

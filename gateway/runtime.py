@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from gateway.auth import ReplayStore
 from gateway.auth.replay import MemoryReplayStore
 from gateway.auth.replay_redis import RedisReplayStore
+from gateway.backends.http_pool import UpstreamPool
 from gateway.build import StateBuilder, audit_log, check_dev_mode
 from gateway.cache.memory import MemoryUrlCache
 from gateway.cache.redis import RedisUrlCache
@@ -28,7 +29,7 @@ from gateway.ratelimit import RateLimiter
 from gateway.ratelimit.memory import MemoryRateLimiter
 from gateway.ratelimit.redis import RedisRateLimiter
 from gateway.redis_client import SharedRedis
-from gateway.service import GatewayService, StateHolder
+from gateway.service import GatewayService, GatewayUrls, ProxyReads, StateHolder
 from gateway.service.readiness import readiness
 from gateway.service.reloader import PolicyReloader
 from gateway.settings import Settings
@@ -67,8 +68,11 @@ class Runtime:
                                       on_fallback=self.metrics.redis_fallbacks.labels("replay").inc)
             limiter = RedisRateLimiter(self.redis, limiter,
                                        on_fallback=self.metrics.redis_fallbacks.labels("ratelimit").inc)
+        # Proxy delivery's storage connections: one pool for the process, closed in aclose().
+        self.pool = UpstreamPool(read_timeout=settings.upstream_timeout,
+                                 on_connect=self.metrics.upstream_connections.inc)
         self.build_state = StateBuilder(settings, signing_key=signing_key, http=self.http, replay=replay,
-                                        metrics=self.metrics, clock=clock, environ=environ)
+                                        metrics=self.metrics, clock=clock, environ=environ, pool=self.pool)
         if settings.config is not None:
             policy, raw = load_policy(settings.config)
         else:
@@ -76,9 +80,12 @@ class Runtime:
         state = self.build_state(policy, raw, None)
         self.holder = StateHolder(state)
         self.audit = audit_log(policy.audit, settings, self.metrics, self.redis)
+        urls = GatewayUrls(signing_key, settings.base_url())  # proxy datasets' JSON and batch answers
         self.service = GatewayService(self.holder, cache=MemoryUrlCache(settings.cache_max_entries),
                                       audit=self.audit, metrics=self.metrics, clock=clock,
-                                      shared_cache=shared_cache, limiter=limiter)
+                                      shared_cache=shared_cache, limiter=limiter,
+                                      gateway_urls=urls)
+        self.proxy = ProxyReads(self.service, urls)
         self.reloader: PolicyReloader | None = None
         if settings.config is not None:
             self.reloader = PolicyReloader(settings.config, self.holder, self.build_state, self.metrics,
@@ -118,6 +125,7 @@ class Runtime:
     async def aclose(self) -> None:
         self.metrics.tally.flush()
         await self.http.aclose()
+        await self.pool.aclose()
         if self.redis is not None:
             await self.redis.aclose()
         self.audit.close()

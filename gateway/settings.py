@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     openapi: bool = Field(False, description="Serve /openapi.json (the batch API's schema).")
     forwarded_header: Literal["x-forwarded-for", "forwarded"] = Field(
         "x-forwarded-for", description="The one forwarding header read from trusted proxies.")
+    upstream_timeout: float = Field(30.0, gt=0, description="Proxy delivery: seconds to wait for the storage.")
     tls_cert: Path | None = Field(None, description="PEM certificate chain for HTTPS; followed when it changes.")
     tls_key: Path | None = Field(None, description="PEM private key of GATEWAY_TLS_CERT.")
 

@@ -5,10 +5,11 @@ browser, the same origin as the gateway, and could read it around "no CORS by de
 always send that page's name as ``Host``: the gateway serves only its own names.
 
 ``GATEWAY_ALLOWED_HOSTS`` lists them, each ``name`` (any port) or ``name:port``; ``*`` turns the
-check off (only behind a proxy that checks ``Host`` itself). The default is the host of
-``GATEWAY_PUBLIC_URL`` and the listen address, plus ``localhost``, ``127.0.0.1`` and ``[::1]``
-when listening on loopback. Probes (``/healthz``, ``/readyz``) are answered whatever the ``Host``:
-Kubernetes sends the pod's IP.
+check off (only behind a proxy that checks ``Host`` itself). The default is the host and port of
+``GATEWAY_PUBLIC_URL``, and the listen address, plus ``localhost``, ``127.0.0.1`` and ``[::1]``
+when listening on loopback (these on any port: an attacker's page cannot make a browser send them,
+since the browser sends the name of the page's own site). Probes (``/healthz``, ``/readyz``) are
+answered whatever the ``Host``: Kubernetes sends the pod's IP.
 """
 
 from __future__ import annotations
@@ -62,14 +63,13 @@ class HostCheck:
             names.append(f"{host}:{port}")
             if port == _DEFAULT_PORTS.get(url.scheme):
                 names.append(host)  # browsers leave a default port out of Host
-        listen = f"[{settings.host}]" if ":" in settings.host else settings.host
-        names.append(f"{listen}:{settings.port}")
+        names.append(f"[{settings.host}]" if ":" in settings.host else settings.host)
         try:
             loopback = ipaddress.ip_address(settings.host).is_loopback
         except ValueError:
             loopback = settings.host == "localhost"
         if loopback:
-            names += [f"{name}:{settings.port}" for name in ("localhost", "127.0.0.1", "[::1]")]
+            names += ["localhost", "127.0.0.1", "[::1]"]
         return cls(names)
 
     def allows(self, host: bytes | None, scope: Scope) -> bool:

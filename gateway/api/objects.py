@@ -17,11 +17,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.api.context import LOCAL, OBJECTS, header_map, raw_path, request_context, split_path
 from gateway.api.errors import json_response
 from gateway.api.files import file_response
+from gateway.api.proxy import serve_object
 from gateway.auth.client_ip import ForwardedHeader
 from gateway.config import Network
 from gateway.errors import BadRequest, MethodNotAllowed
 from gateway.models import SignedUrl
-from gateway.service import GatewayService
+from gateway.service import GatewayService, ProxyReads
 
 _REDIRECT = [(b"referrer-policy", b"no-referrer"), (b"vary", b"Accept"), (b"content-length", b"0")]
 
@@ -56,11 +57,12 @@ class ObjectRoutes:
     """Serves the object and local-file routes; hands everything else to ``app``."""
 
     def __init__(self, app: ASGIApp, service: GatewayService, *, trusted_proxies: Sequence[Network],
-                 forwarded_header: ForwardedHeader = "x-forwarded-for") -> None:
+                 forwarded_header: ForwardedHeader = "x-forwarded-for", proxy: ProxyReads | None = None) -> None:
         self.app = app
         self.service = service
         self.trusted = tuple(trusted_proxies)
         self.forwarded = forwarded_header
+        self.proxy = proxy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -81,9 +83,17 @@ class ObjectRoutes:
     async def objects(self, scope: Scope, receive: Receive, send: Send, path: bytes) -> None:
         dataset, raw_key = split_path(path, OBJECTS, b"objects/")
         headers = header_map(scope)
+        wants_json = _wants_json(scope, headers)
+        if self.proxy is not None and dataset in self.service.holder.current.policy.proxied and (
+                not wants_json or b"sig=" in scope.get("query_string", b"")):
+            # delivery: proxy streams the object itself (one set lookup for every other request);
+            # its JSON answer below holds a gateway URL, which is streamed when used.
+            await serve_object(self.proxy, self.trusted, scope, receive, send, dataset, raw_key, headers,
+                               self.forwarded)
+            return
         ctx = await request_context(scope, self.service, self.trusted, headers=headers,
                                     forwarded_header=self.forwarded)
-        if _wants_json(scope, headers):
+        if wants_json:
             url, max_age = await self.service.sign(ctx, dataset, raw_key, action="sign", status=200)
             response = json_response(url_json(url), 200, {
                 "Cache-Control": f"private, max-age={max_age}", "Referrer-Policy": "no-referrer", "Vary": "Accept"})

@@ -3,7 +3,7 @@
     (connection: head deadline, head limits, JSON for unparseable requests: gateway/protocol.py)
     edge (request id, nosniff, Host check, body deadline, CORS and preflights, concurrency limit,
           metrics, errors become answers)
-      ▶ object routes (/v1/datasets/..., /v1/local/...: raw paths, the hot path)
+      ▶ object routes (/v1/datasets/..., /v1/local/...: raw paths, the hot path; proxy datasets stream)
       ▶ FastAPI (POST /v1/sign, /healthz, /readyz, and /metrics unless the admin port serves it)
 
 With ``GATEWAY_ADMIN_PORT`` a second listener answers only the operators' routes (/metrics, the
@@ -35,14 +35,14 @@ from gateway.api.ops import Readiness, ops_router
 from gateway.errors import GatewayError
 from gateway.logs import request_id_var
 from gateway.metrics import Metrics
-from gateway.service import GatewayService
+from gateway.service import GatewayService, ProxyReads
 from gateway.settings import Settings
 
 Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
 
 
 def build_http_app(service: GatewayService, settings: Settings, *, metrics: Metrics, readiness: Readiness,
-                   lifespan: Lifespan | None = None) -> ASGIApp:
+                   lifespan: Lifespan | None = None, proxy: ProxyReads | None = None) -> ASGIApp:
     admin = settings.admin_port is not None
     routes = _fastapi(settings, lifespan)
     routes.include_router(batch_router(service, trusted_proxies=settings.trusted_proxies,
@@ -50,7 +50,7 @@ def build_http_app(service: GatewayService, settings: Settings, *, metrics: Metr
     routes.include_router(ops_router(readiness=readiness, metrics=None if admin else metrics, detailed=not admin))
     holder = service.holder
     app: ASGIApp = ObjectRoutes(routes, service, trusted_proxies=settings.trusted_proxies,
-                                forwarded_header=settings.forwarded_header)
+                                forwarded_header=settings.forwarded_header, proxy=proxy)
     public = EdgeMiddleware(app, metrics, origins=lambda: holder.current.cors_origins,
                             max_age=lambda: int(holder.current.policy.source.cors.max_age),
                             max_concurrency=settings.max_concurrency, hosts=HostCheck.of(settings),

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from gateway.models import SignedUrl
+from gateway.models import Fetched, FetchRequest, SignedUrl
 
 
 @runtime_checkable
@@ -39,4 +39,24 @@ class FileSource(Protocol):
 
     def resolve(self, key: str, *, exp: str, sig: str, now: float) -> Path:
         """Check the URL signature and return the file's real path, never outside the root."""
+        ...
+
+
+@runtime_checkable
+class ObjectSource(Protocol):
+    """Reads objects for ``delivery: proxy``: the gateway fetches and streams them itself.
+
+    Requests are authenticated with headers (SigV4 ``Authorization``, an OAuth bearer token), never
+    with a query-string URL, so a bucket policy may deny query-string authentication outright.
+    Only the request's ``Range`` and conditionals are forwarded, never the client's headers.
+    Answers are 200, 206 or 304; everything else is raised: ``NotFound`` (no such object),
+    ``RangeNotSatisfiable`` (with the object's size), ``BadGateway`` (the storage refused the
+    gateway's credentials), ``GatewayTimeout`` and ``Unavailable`` (unreachable, or failing).
+    The storage's own error bodies and headers never reach the caller.
+    """
+
+    kind: str
+
+    async def fetch(self, key: str, request: FetchRequest) -> Fetched:
+        """``key`` is relative to the dataset (the source joins its prefix)."""
         ...

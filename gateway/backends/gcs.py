@@ -221,6 +221,13 @@ class GcsBackend:
             SignedUrl(finish(p, s), expires_at, signed_at) for p, s in zip(prepared, signatures, strict=True)
         ]
 
+    def access_credentials(self) -> Credentials | None:
+        """The Google credentials that can obtain OAuth access tokens (proxy delivery), or None
+        (an HMAC key has none)."""
+        if self._key is not None:
+            return self._key
+        return self._iam.credentials if self._iam is not None else None
+
     def health(self) -> dict[str, object]:
         ok = self._problem is None and (self._hmac or self._key or self._iam) is not None
         info: dict[str, object] = {"kind": self.kind, "ok": ok, "signer": self.signer}

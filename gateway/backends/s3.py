@@ -6,6 +6,9 @@ URLs are deterministic for a given ``signed_at`` (the start of the caller's time
 replica hands out the same URL without sharing a cache. A URL never outlives the temporary
 credentials that signed it: S3 rejects such a URL once the session ends, so its expiry is capped
 at the credentials' expiry minus :data:`CREDENTIAL_MARGIN`.
+
+With ``network_binding``, URLs are signed with the credentials of the dataset's own STS session
+instead (gateway/backends/s3_sessions.py), so that S3 serves them only to the configured networks.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import botocore.auth
 from botocore.credentials import Credentials as BotoCredentials
 from botocore.credentials import ReadOnlyCredentials, RefreshableCredentials
 
+from gateway.backends.s3_sessions import BoundSessions
 from gateway.backends.sigv4 import MAX_EXPIRES, Credentials, SigV4Presigner, bucket_base_url
 from gateway.config import S3Backend as S3BackendConfig
 from gateway.errors import Unavailable
@@ -72,6 +76,7 @@ class S3Backend:
         *,
         session: boto3.session.Session | None = None,
         clock: Callable[[], float] = time.time,
+        dataset: str = "s3",
     ) -> None:
         self.config = config
         self._session = session if session is not None else boto3.session.Session()
@@ -87,6 +92,11 @@ class S3Backend:
         self._lock = threading.Lock()
         self._resolved_at = clock()
         self._credentials: BotoCredentials | None = self._session.get_credentials()
+        self.bound: BoundSessions | None = None
+        policy = config.session_policy()
+        if config.network_binding is not None and policy is not None:
+            self.bound = BoundSessions(self._session, config.network_binding, policy, dataset=dataset,
+                                       region=config.region, clock=clock)
 
     def _resolve(self) -> BotoCredentials | None:
         with self._lock:
@@ -94,6 +104,14 @@ class S3Backend:
                 self._resolved_at = self._clock()
                 self._credentials = self._session.get_credentials()
             return self._credentials
+
+    async def credentials(self) -> tuple[float | None, Credentials]:
+        """(expiry or None, a frozen snapshot) of the credentials to sign with: the dataset's
+        network-bound STS session when it has one, else boto3's chain. Raises Unavailable."""
+        if self.bound is not None:
+            return await self.bound.current()
+        credentials, frozen = await self._frozen()
+        return _expiry(credentials), frozen
 
     async def _frozen(self) -> tuple[BotoCredentials, Credentials]:
         credentials = self._credentials
@@ -118,9 +136,8 @@ class S3Backend:
             raise Unavailable(_NO_CREDENTIALS, retry_after=int(_RESOLVE_RETRY))
         return credentials, Credentials(access_key, secret_key, frozen.token)
 
-    def _capped(self, credentials: BotoCredentials, signed_at: int, expires_in: int) -> int:
+    def _capped(self, expiry: float | None, signed_at: int, expires_in: int) -> int:
         expires = min(expires_in, MAX_EXPIRES)
-        expiry = _expiry(credentials)
         if expiry is not None:
             expires = min(expires, int(expiry) - CREDENTIAL_MARGIN - signed_at)
         if expires < 1:
@@ -130,8 +147,8 @@ class S3Backend:
     async def sign(self, keys: Sequence[str], *, signed_at: int, expires_in: int) -> list[SignedUrl]:
         if expires_in < 1:
             raise ValueError("expires_in must be at least one second")
-        credentials, frozen = await self._frozen()
-        expires = self._capped(credentials, signed_at, expires_in)
+        expiry, frozen = await self.credentials()
+        expires = self._capped(expiry, signed_at, expires_in)
         presign = self._presigner.presign
         prefix = self.config.prefix
         expires_at = signed_at + expires
@@ -145,6 +162,8 @@ class S3Backend:
         ]
 
     def health(self) -> dict[str, object]:
+        if self.bound is not None:
+            return {"kind": self.kind, "credentials": "sts-session", **self.bound.health()}
         credentials = self._credentials
         if credentials is None:
             return {"kind": self.kind, "ok": False, "credentials": "missing"}

@@ -5,7 +5,7 @@ which module of the schema a section lives in.
 """
 
 from gateway.config.auth import AuthConfig, OidcIssuer, Vendor, VendorKey
-from gateway.config.backends import Backend, GcsBackend, LocalBackend, S3Backend
+from gateway.config.backends import Backend, GcsBackend, LocalBackend, NetworkBinding, S3Backend
 from gateway.config.loading import default_policy, load_policy, parse_policy
 from gateway.config.schema import (
     AuditConfig,
@@ -23,7 +23,7 @@ from gateway.config.types import Duration, Network, parse_duration
 
 __all__ = [
     "AuditConfig", "AuthConfig", "Backend", "CorsConfig", "Dataset", "Defaults", "Duration", "FileSink",
-    "GcsBackend", "LocalBackend", "Network", "OidcIssuer", "PolicyFile", "RateLimit", "RedisStreamSink", "Rule",
-    "S3Backend", "StdoutSink", "Vendor", "VendorKey", "default_policy", "load_policy", "parse_duration",
-    "parse_policy",
+    "GcsBackend", "LocalBackend", "Network", "NetworkBinding", "OidcIssuer", "PolicyFile", "RateLimit",
+    "RedisStreamSink", "Rule", "S3Backend", "StdoutSink", "Vendor", "VendorKey", "default_policy", "load_policy",
+    "parse_duration", "parse_policy",
 ]

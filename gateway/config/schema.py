@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from gateway.config.auth import AuthConfig
-from gateway.config.backends import Backend
+from gateway.config.backends import Backend, S3Backend
 from gateway.config.types import NAME, Duration, Network, Strict
 
 
@@ -81,6 +81,35 @@ class Dataset(Strict):
     url_ttl: Duration | None = None
     allow_keys: list[str] = Field(default_factory=lambda: ["**"], min_length=1)
     rate_limit: RateLimit | None = None
+    # redirect: a short-lived storage URL; proxy: the gateway streams the object (docs/delivery.md).
+    delivery: Literal["redirect", "proxy"] = "redirect"
+
+    @model_validator(mode="after")
+    def _delivery_fits_backend(self) -> Dataset:
+        if self.delivery == "proxy" and self.backend.kind == "local":
+            raise ValueError("delivery: proxy is for s3 and gcs; the local backend always serves its own bytes")
+        if self.delivery == "proxy" and isinstance(self.backend, S3Backend) and self.backend.network_binding:
+            # A proxy dataset's URLs never leave the gateway: binding them to a network would only
+            # restrict the gateway's own reads.
+            raise ValueError("backend.network_binding applies to delivery: redirect; a proxy dataset hands out "
+                             "no storage URL to bind")
+        return self
+
+    def delivery_warnings(self) -> list[str]:
+        """What this dataset's delivery does not guarantee, for check-config and startup (not errors)."""
+        if self.delivery == "proxy" or self.backend.kind == "local":
+            return []
+        warnings = []
+        anonymous = [rule.name for rule in self.rules if rule.anonymous]
+        bound = isinstance(self.backend, S3Backend) and self.backend.network_binding is not None
+        if anonymous and not bound:
+            warnings.append(f"rules {', '.join(anonymous)} admit anonymous callers by network, but delivery is "
+                            "redirect without network_binding: the network is checked at the gateway only; a leaked "
+                            "URL works from anywhere until it expires (use delivery: proxy, or network_binding on S3)")
+        if self.backend.kind == "gcs":
+            warnings.append("redirect delivery on GCS is not network-bound: V4 URLs cannot carry a network; use "
+                            "bucket IP filtering on the bucket, or delivery: proxy")
+        return warnings
 
     @field_validator("allow_keys")
     @classmethod
@@ -142,6 +171,10 @@ class PolicyFile(Strict):
             if not re.match(NAME, name):
                 raise ValueError(f"dataset name {name!r} must match {NAME}")
         return datasets
+
+    def warnings(self) -> list[str]:
+        """Delivery caveats per dataset, located like problems (``datasets.x: ...``)."""
+        return [f"datasets.{name}: {w}" for name, ds in self.datasets.items() for w in ds.delivery_warnings()]
 
     def cross_check(self) -> list[str]:
         """Problems that span sections: names a rule refers to, TTL bounds."""

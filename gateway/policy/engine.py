@@ -149,6 +149,7 @@ class CompiledDataset:
     key_pattern: re.Pattern[str]
     rules: tuple[CompiledRule, ...] = ()
     min_remaining: float = 0.5
+    proxy: bool = False  # delivery: proxy (decided here once, so a redirect request parses nothing more)
     ttl: int = field(init=False)
     bucket: int = field(init=False)
     min_life: float = field(init=False)
@@ -206,6 +207,7 @@ class CompiledPolicy:
     source: PolicyFile
     version: str
     datasets: dict[str, CompiledDataset] = field(default_factory=dict)
+    proxied: frozenset[str] = frozenset()  # the names of the proxy datasets
 
     def dataset(self, name: str) -> CompiledDataset | None:
         return self.datasets.get(name)
@@ -227,7 +229,9 @@ def compile_policy(policy: PolicyFile, raw: bytes | None = None) -> CompiledPoli
             key_pattern=compile_globs(ds.allow_keys),
             rules=tuple(CompiledRule.of(rule) for rule in ds.rules),
             min_remaining=policy.defaults.min_remaining,
+            proxy=ds.delivery == "proxy",
         )
         for name, ds in policy.datasets.items()
     }
-    return CompiledPolicy(source=policy, version=version, datasets=datasets)
+    return CompiledPolicy(source=policy, version=version, datasets=datasets,
+                          proxied=frozenset(name for name, ds in datasets.items() if ds.proxy))

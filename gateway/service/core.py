@@ -5,7 +5,6 @@ Every decision, allowed or denied, leaves exactly one audit record, written here
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,13 +15,23 @@ from gateway.audit.log import AuditLog
 from gateway.auth import AuthRequest
 from gateway.backends import FileSource
 from gateway.cache import SharedUrlCache, UrlCache
-from gateway.errors import Forbidden, GatewayError, InvalidKey, PayloadTooLarge, Unauthenticated, UnknownDataset
+from gateway.errors import (
+    Forbidden,
+    GatewayError,
+    InvalidKey,
+    PayloadTooLarge,
+    Unauthenticated,
+    Unavailable,
+    UnknownDataset,
+)
 from gateway.keys import canonical_key, validate_key
 from gateway.metrics import Metrics
-from gateway.models import AuditRecord, Decision, DenyReason, IPAddress, RequestContext, SignedUrl
+from gateway.models import AuditRecord, Decision, DenyReason, RequestContext, SignedUrl
 from gateway.policy import CompiledDataset
 from gateway.ratelimit import RateLimiter
+from gateway.service.gateway_urls import GatewayUrls
 from gateway.service.limits import RateLimits
+from gateway.service.refusals import anonymous_refusal, deny_detail, ip_text, refusal
 from gateway.service.signing import UrlSigner
 from gateway.service.state import State, StateHolder
 
@@ -57,8 +66,10 @@ class GatewayService:
         clock: Callable[[], float] = time.time,
         shared_cache: SharedUrlCache | None = None,
         limiter: RateLimiter | None = None,
+        gateway_urls: GatewayUrls | None = None,
     ) -> None:
         self.holder = holder
+        self.gateway_urls = gateway_urls
         self.signer = UrlSigner(cache=cache, shared_cache=shared_cache, metrics=metrics, clock=clock)
         self.limits = RateLimits(limiter, metrics)
         self.audit = audit
@@ -107,13 +118,15 @@ class GatewayService:
         decision = ds.decide(ctx.principal, ctx.client_ip, key)
         if not decision.allowed:
             self.metrics.decisions.labels("deny", decision.reason or "none").inc()
-            refusal = _refusal(ctx, ds, decision)
-            await self._audit(ctx, action, dataset, key, decision, refusal.status, started=started)
-            raise refusal
+            refused = refusal(ctx, ds, decision)
+            await self._audit(ctx, action, dataset, key, decision, refused.status, started=started)
+            raise refused
         self._tally.inc(self._allowed)
-        url = self.signer.cached(state, ds, key)
-        cache = "hit"
-        if url is None:
+        cache: str | None = "hit"
+        url: SignedUrl | None
+        if ds.proxy:
+            url, cache = self._gateway_urls(ctx, ds, [key])[0], None
+        elif (url := self.signer.cached(state, ds, key)) is None:
             cache = "miss"
             try:
                 url = await self.signer.one(state, ds, key)
@@ -139,9 +152,9 @@ class GatewayService:
         probe = ds.decide(ctx.principal, ctx.client_ip, "")
         if not probe.allowed and probe.reason is not DenyReason.KEY_NOT_ALLOWED:
             # No rule admits this caller at all (rules do not depend on the key): refuse the batch.
-            refusal = _refusal(ctx, ds, probe)
-            await self._audit(ctx, "sign_batch", dataset, None, probe, refusal.status, started=started)
-            raise refusal
+            refused = refusal(ctx, ds, probe)
+            await self._audit(ctx, "sign_batch", dataset, None, probe, refused.status, started=started)
+            raise refused
         results: list[BatchItem | None] = [None] * len(keys)
         allowed: list[tuple[int, str]] = []
         denied = 0
@@ -165,12 +178,14 @@ class GatewayService:
                 allowed.append((i, key))
             else:
                 denied += 1
-                results[i] = BatchItem(key, error="forbidden", detail=_deny_detail(probe))
+                results[i] = BatchItem(key, error="forbidden", detail=deny_detail(probe))
         self._tally.inc(self._allowed, len(allowed))
         self.metrics.decisions.labels("deny", "batch").inc(len(keys) - len(allowed))
         hits = 0
         if allowed:
-            urls, hits = await self.signer.many(state, ds, [key for _, key in allowed])
+            wanted = [key for _, key in allowed]
+            urls, hits = (self._gateway_urls(ctx, ds, wanted), 0) if ds.proxy else await self.signer.many(
+                state, ds, wanted)
             for (i, key), url in zip(allowed, urls, strict=True):
                 results[i] = BatchItem(key, url=url)
         summary = Decision(bool(allowed), rule=probe.rule, reason=None if allowed else DenyReason.KEY_NOT_ALLOWED)
@@ -210,6 +225,15 @@ class GatewayService:
         return LocalFile(path, max(0, int(exp) - int(now)), backend.etag_key)
 
     # -- helpers ----------------------------------------------------------------------------
+    def _gateway_urls(self, ctx: RequestContext, ds: CompiledDataset, keys: list[str]) -> list[SignedUrl]:
+        """A proxy dataset's URLs: the gateway's own, bound to this client's address (an HMAC each:
+        nothing worth caching). See gateway/service/gateway_urls.py."""
+        if self.gateway_urls is None:
+            raise Unavailable("this gateway has no signing key for proxy URLs")
+        signed_at = int(self.clock() // ds.bucket * ds.bucket)
+        return self.gateway_urls.sign(ds.name, keys, ctx.client_text or ip_text(ctx.client_ip),
+                                      signed_at=signed_at, expires_in=ds.ttl)
+
     async def _rate_limit(self, ctx: RequestContext, ds: CompiledDataset, cost: int, action: str,
                           started: float) -> None:
         refusal = await self.limits.spend(ctx, ds, cost)
@@ -247,7 +271,7 @@ class GatewayService:
         # Positional: this runs for every request, and keyword arguments cost a dataclass more.
         return AuditRecord(
             self.clock(), ctx.request_id, action, dataset, key, "allow" if decision.allowed else "deny",
-            decision.rule, decision.reason, status, ctx.client_text or _ip_text(ctx.client_ip),
+            decision.rule, decision.reason, status, ctx.client_text or ip_text(ctx.client_ip),
             ctx.user_agent[:256], ctx.principal, cache, round((time.perf_counter() - started) * 1000, 3), keys,
             denied,
         )
@@ -263,30 +287,3 @@ def _json_type(value: object) -> str:
     return {int: "a number", float: "a number", list: "an array", dict: "an object"}.get(type(value), "null")
 
 
-@functools.lru_cache(maxsize=8192)
-def _ip_text(address: IPAddress) -> str:
-    return str(address)  # ipaddress formats in Python, for every record: cache it (addresses repeat)
-
-
-def anonymous_refusal() -> Unauthenticated:
-    """What a caller without a credential hears for any dataset it may not read, and for a dataset
-    that does not exist: the same words, so that strangers cannot list the datasets. The audit
-    record keeps the real reason."""
-    return Unauthenticated("no access without a credential (a bearer token or a signed vendor request), "
-                           "or from this network", reason="missing")
-
-
-def _refusal(ctx: RequestContext, ds: CompiledDataset, decision: Decision) -> GatewayError:
-    """403 for a caller with a credential; the anonymous refusal (401) for one without, unless a
-    rule admits it and only the key is not allowed."""
-    if ctx.principal.anonymous and decision.reason is not DenyReason.KEY_NOT_ALLOWED:
-        return anonymous_refusal()
-    return Forbidden(_deny_detail(decision), reason=decision.reason or DenyReason.NO_RULE_MATCHED)
-
-
-def _deny_detail(decision: Decision) -> str:
-    if decision.reason is DenyReason.KEY_NOT_ALLOWED:
-        return "the policy does not allow this key in this dataset"
-    if decision.reason is DenyReason.NO_RULES:
-        return "this dataset has no rules, so nobody may read it"
-    return "no rule of this dataset allows this request"

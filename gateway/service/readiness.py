@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.policy import CompiledDataset
 from gateway.redis_client import SharedRedis
 from gateway.service.state import StateHolder
 
@@ -28,6 +29,14 @@ async def readiness(holder: StateHolder, redis: SharedRedis | None) -> dict[str,
         "last_reload_error": holder.last_reload_error,
         "last_reload_at": holder.last_reload_at,
         "backends": backends,
+        "datasets": {name: _delivery(ds) for name, ds in state.policy.datasets.items()},
         "cache": {"memory": "ok", "redis": redis_state},
         "redis": redis_details,
     }
+
+
+def _delivery(ds: CompiledDataset) -> dict[str, object]:
+    """How the dataset's objects reach clients (docs/delivery.md); booleans only, no role or network."""
+    backend = ds.config.backend
+    bound = getattr(backend, "network_binding", None) is not None
+    return {"delivery": "local" if backend.kind == "local" else ds.config.delivery, "network_binding": bound}

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gateway.auth import AuthChain
-from gateway.backends import Backend
+from gateway.backends import Backend, ObjectSource
 from gateway.policy import CompiledPolicy
 
 
@@ -18,6 +18,7 @@ class State:
     auth: AuthChain
     cors_origins: frozenset[str]
     loaded_at: float = field(default_factory=time.time)
+    sources: Mapping[str, ObjectSource] = field(default_factory=dict)  # proxy datasets' object readers
 
     @property
     def version(self) -> str:

@@ -98,16 +98,16 @@ maybe = st.none() | text
                         scopes=st.frozensets(text, max_size=4)),
     when=st.floats(min_value=0, max_value=4e9), status=st.integers(100, 599), key=maybe, dataset=maybe,
     user_agent=text, cache=maybe, keys=st.none() | st.lists(text, max_size=3), denied=st.none() | st.integers(0, 9),
-    latency=st.floats(min_value=0, max_value=1e6),
+    latency=st.floats(min_value=0, max_value=1e6), sent=st.none() | st.integers(0, 10**12),
 )
 def test_the_audit_encoder_matches_the_generic_encoding(principal: Principal, when: float, status: int,
                                                         key: str | None, dataset: str | None, user_agent: str,
                                                         cache: str | None, keys: list[str] | None,
-                                                        denied: int | None, latency: float) -> None:
+                                                        denied: int | None, latency: float, sent: int | None) -> None:
     record = AuditRecord(time=when, request_id="r-1", action="redirect", dataset=dataset, key=key,
                          decision="allow", rule="r", reason=None, status=status, client_ip="10.0.0.1",
                          user_agent=user_agent, principal=principal, cache=cache, latency_ms=latency,
-                         keys=keys, denied=denied)
+                         keys=keys, denied=denied, bytes=sent)
     assert encode_record(record) == _reference(record)
     assert encode_record(record) == encode_record(record)  # the cached principal JSON is reused unchanged
 

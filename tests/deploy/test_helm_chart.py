@@ -35,7 +35,8 @@ def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 
 def test_the_required_scenarios_exist() -> None:
-    assert {"s3-irsa", "gcs-workload-identity", "ingress-tls", "existing-secret", "monitoring"} <= set(SCENARIOS)
+    assert {"s3-irsa", "gcs-workload-identity", "ingress-tls", "existing-secret", "monitoring",
+            "proxy-delivery"} <= set(SCENARIOS)
 
 
 @pytest.mark.parametrize("scenario", ALL)
@@ -205,6 +206,10 @@ def test_network_policy(rendered: dict[str, Rendered], scenario: str) -> None:
     assert all({p["port"] for p in e["ports"]} <= {53, 6379, 6380, 26379} for e in open_everywhere)
     sentinel = r.values.get("externalRedis", {}).get("url", "").startswith(("redis+sentinel:", "rediss+sentinel:"))
     assert ((26379, "TCP") in ports) is sentinel
+    # Object stores on other ports (proxy delivery reads through them), exactly where configured.
+    for store in r.values.get("networkPolicy", {}).get("egress", {}).get("storageEndpoints", []):
+        assert {"to": [{"ipBlock": {"cidr": store["cidr"]}}],
+                "ports": [{"port": store["port"], "protocol": "TCP"}]} in egress
 
 
 def test_bundled_redis_is_reachable_only_from_the_gateway(rendered: dict[str, Rendered]) -> None:
