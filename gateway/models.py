@@ -13,6 +13,7 @@ class AuthMethod(StrEnum):
     ANONYMOUS = "anonymous"
     VENDOR_HMAC = "vendor_hmac"
     OIDC = "oidc"
+    BROWSER_SESSION = "browser_session"  # signed in at /v1/auth/login; the issuer is the OIDC issuer's name
     DEVELOPMENT = "development"
 
 
@@ -48,6 +49,7 @@ class DenyReason(StrEnum):
     BAD_SIGNATURE = "bad_signature"
     EXPIRED = "expired"
     RATE_LIMITED = "rate_limited"
+    CROSS_SITE = "cross_site"  # a browser session used by a page that is not an embedder
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,7 @@ class RequestContext:
     user_agent: str = ""
     principal: Principal = ANONYMOUS
     client_text: str = ""  # the address as text, when the caller has it already (audit records)
+    session_cookie: str | None = None  # a renewed browser-session cookie the answer must carry
 
 
 @dataclass(frozen=True, slots=True)
