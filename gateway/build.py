@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -15,12 +17,15 @@ from gateway.audit.log import AuditLog
 from gateway.audit.redis_stream import RedisStreamSink
 from gateway.audit.sinks import FileSink, StdoutSink
 from gateway.auth import AuthChain, Authenticator, ReplayStore
+from gateway.auth.browser_client import BrowserClient, load_client_secret
 from gateway.auth.dev import DevAuthenticator
 from gateway.auth.oidc import OidcAuthenticator
+from gateway.auth.session_auth import SessionAuthenticator
+from gateway.auth.sessions import SessionStore
 from gateway.auth.vendor import VendorAuthenticator
 from gateway.backends import Backend
 from gateway.backends.local import LocalBackend
-from gateway.config import AuditConfig, AuthConfig, GcsBackend, PolicyFile, S3Backend
+from gateway.config import AuditConfig, AuthConfig, GcsBackend, PolicyFile, S3Backend, origin_of
 from gateway.config import FileSink as FileSinkConfig
 from gateway.config import LocalBackend as LocalBackendConfig
 from gateway.config import RedisStreamSink as RedisStreamSinkConfig
@@ -57,8 +62,10 @@ class StateBuilder:
     clients and credentials, an authenticator its JWKS and verified-token caches."""
 
     def __init__(self, settings: Settings, *, signing_key: bytes, http: httpx.AsyncClient, replay: ReplayStore,
-                 metrics: Metrics, clock: Callable[[], float], environ: Mapping[str, str] | None) -> None:
+                 metrics: Metrics, clock: Callable[[], float], environ: Mapping[str, str] | None,
+                 sessions: SessionStore | None = None) -> None:
         self.settings = settings
+        self.sessions = sessions
         self.signing_key = signing_key
         self.http = http
         self.replay = replay
@@ -66,6 +73,7 @@ class StateBuilder:
         self.clock = clock
         self.environ = environ
         self._authenticators: dict[str, tuple[object, Authenticator]] = {}
+        self._browsers: dict[str, tuple[object, BrowserClient]] = {}
 
     def __call__(self, policy: PolicyFile, raw: bytes | None, previous: State | None) -> State:
         problems: list[str] = []
@@ -80,14 +88,21 @@ class StateBuilder:
                 backends[name] = self.backend(name, dataset.backend)
             except ConfigError as exc:
                 problems.extend(f"datasets.{name}.backend: {p}" for p in exc.problems)
+        browsers: dict[str, BrowserClient] = {}
+        sessions: SessionAuthenticator | None = None
         try:
-            auth = AuthChain(self.authenticators(policy.auth), fallback=self.fallback())
+            authenticators = self.authenticators(policy.auth)
+            browsers, sessions = self.browser_sign_in(policy.auth)
+            if sessions is not None:
+                authenticators.append(sessions)
+            auth = AuthChain(authenticators, fallback=self.fallback())
         except ConfigError as exc:
             problems.extend(f"auth: {p}" for p in exc.problems)
         if problems:
             raise ConfigError(str(self.settings.config or "<embedded default>"), problems)
         cors = frozenset(policy.cors.allow_origins) | frozenset(self.settings.cors_origins)
-        return State(compile_policy(policy, raw), backends, auth, cors, loaded_at=self.clock())
+        return State(compile_policy(policy, raw), backends, auth, cors, loaded_at=self.clock(), browsers=browsers,
+                     sessions=sessions)
 
     def backend(self, dataset: str, config: LocalBackendConfig | S3Backend | GcsBackend) -> Backend:
         match config:
@@ -123,6 +138,45 @@ class StateBuilder:
                 on_fetch=lambda issuer, result: self.metrics.jwks_fetches.labels(issuer, result).inc())))
         return authenticators
 
+    def browser_sign_in(self, config: AuthConfig) -> tuple[dict[str, BrowserClient], SessionAuthenticator | None]:
+        """A sign-in client per issuer with ``browser:``, and the session authenticator; the
+        startup checks that browser sign-in needs, all reported at once."""
+        issuers = [issuer for issuer in config.oidc if issuer.browser is not None]
+        if not issuers:
+            return {}, None
+        problems = []
+        if self.sessions is None:
+            problems.append("browser sign-in needs GATEWAY_SESSION_KEYS (comma-separated, each base64 of at least "
+                            "32 random bytes: openssl rand -base64 32): sessions must survive restarts and work on "
+                            "every replica")
+        public = self.settings.public_url
+        origin = origin_of(public or "")
+        if not public or origin is None or not (origin.startswith("https://") or _loopback(origin)):
+            problems.append("browser sign-in needs GATEWAY_PUBLIC_URL, the https:// address browsers use "
+                            "(the issuer sends them back to <GATEWAY_PUBLIC_URL>/v1/auth/callback)")
+        oidc = self._authenticators["oidc"][1]
+        assert isinstance(oidc, OidcAuthenticator)  # noqa: S101 - built above for every oidc issuer
+        clients: dict[str, BrowserClient] = {}
+        for i, issuer in enumerate(config.oidc):
+            if issuer.browser is None:
+                continue
+            secret, problem = load_client_secret(issuer.browser, self.environ or os.environ)
+            if problem is not None or secret is None:
+                problems.append(f"oidc.{i}.browser.{problem}")
+                continue
+            cached = self._browsers.get(issuer.name)
+            if cached is not None and cached[0] == (issuer, secret, public):
+                clients[issuer.name] = cached[1]  # unchanged: keep its discovery document
+                continue
+            clients[issuer.name] = BrowserClient(
+                issuer, client_secret=secret, redirect_uri=f"{(public or '').rstrip('/')}/v1/auth/callback",
+                http=self.http, jwks=oidc.jwks(issuer.name), clock=self.clock)
+            self._browsers[issuer.name] = ((issuer, secret, public), clients[issuer.name])
+        if problems or self.sessions is None or origin is None:
+            raise ConfigError("auth", problems)
+        browsers = {name: client.browser for name, client in clients.items()}
+        return clients, SessionAuthenticator(self.sessions, browsers, own_origin=origin, clock=self.clock)
+
     def _reuse(self, name: str, config: object, build: Callable[[], Authenticator]) -> Authenticator:
         cached = self._authenticators.get(name)
         if cached is not None and cached[0] == config:
@@ -130,6 +184,15 @@ class StateBuilder:
         authenticator = build()
         self._authenticators[name] = (config, authenticator)
         return authenticator
+
+
+def _loopback(origin: str) -> bool:
+    """Plain http is for loopback only: browsers keep Secure cookies there (and nowhere else)."""
+    host = urlsplit(origin).hostname or ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def audit_log(config: AuditConfig, settings: Settings, metrics: Metrics) -> AuditLog:

@@ -9,6 +9,10 @@
   There is no ``*`` by default: a loopback gateway with ``*`` would let any website read it
   through the user's browser. Preflights are answered here, without authentication, including
   Private Network Access (``Access-Control-Request-Private-Network``) for allowed origins;
+- browser sessions (when an issuer has ``browser:``): on the routes that accept the session cookie
+  (``SESSION_PATHS``) every answer carries ``Vary: Cookie``, and the embedders get CORS with
+  ``Access-Control-Allow-Credentials: true`` there (and only there), so that their pages can send
+  the cookie with ``fetch(..., {credentials: "include"})`` and read the answer;
 - errors become responses here: a ``GatewayError`` that reaches this layer is its JSON answer,
   and anything unexpected is a JSON 500 that names only the request id.
 """
@@ -59,16 +63,19 @@ ALLOW_HEADERS = (
 )
 EXPOSE_HEADERS = b"x-request-id, content-range, content-length, etag, last-modified, accept-ranges"
 EXEMPT = ("/healthz", "/readyz", "/metrics")
+SESSION_PATHS = ("/v1/datasets/", "/v1/auth/")  # where a browser session may be used
 
 
 class EdgeMiddleware:
     """See the module docstring. ``origins`` and ``max_age`` are read per request (policy reloads)."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics, *, origins: Callable[[], frozenset[str]],
-                 max_age: Callable[[], int], max_concurrency: int = 0) -> None:
+                 max_age: Callable[[], int], max_concurrency: int = 0,
+                 embedders: Callable[[], frozenset[str] | None] = lambda: None) -> None:
         self.app = app
         self.metrics = metrics
         self.origins = origins
+        self.embedders = embedders  # None: no browser sign-in configured
         self.max_age = max_age
         self.max_concurrency = max_concurrency
         self.in_flight = 0
@@ -101,11 +108,20 @@ class EdgeMiddleware:
         started = time.perf_counter()
         status = 500
         response_started = False
-        cors = origin is not None and self._allowed(origin)
         extra = [(b"x-request-id", request_id.encode())]
+        # -- browser sessions (issue 14): Vary: Cookie, and credentialed CORS for embedders ----------
+        embedders = self.embedders()
+        credentialed = False
+        if embedders is not None and scope["path"].startswith(SESSION_PATHS):
+            extra.append((b"vary", b"Cookie"))
+            credentialed = origin is not None and origin.decode("latin-1") in embedders
+        # -----------------------------------------------------------------------------------------
+        cors = origin is not None and (credentialed or self._allowed(origin))
         if cors and origin is not None:
             extra += [(b"access-control-allow-origin", origin), (b"access-control-expose-headers", EXPOSE_HEADERS),
                       (b"vary", b"Origin")]
+            if credentialed:
+                extra.append((b"access-control-allow-credentials", b"true"))
 
         async def send_edge(message: Message) -> None:
             nonlocal status, response_started

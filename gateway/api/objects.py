@@ -18,9 +18,10 @@ from gateway.api.context import LOCAL, OBJECTS, header_map, raw_path, request_co
 from gateway.api.errors import json_response
 from gateway.api.files import file_response
 from gateway.config import Network
-from gateway.errors import BadRequest, MethodNotAllowed
-from gateway.models import SignedUrl
+from gateway.errors import BadRequest, MethodNotAllowed, Unauthenticated
+from gateway.models import AuthMethod, SignedUrl
 from gateway.service import GatewayService
+from gateway.service.signin import SignInService
 
 _REDIRECT = [(b"referrer-policy", b"no-referrer"), (b"vary", b"Accept"), (b"content-length", b"0")]
 
@@ -51,13 +52,33 @@ async def redirect(send: Send, url: SignedUrl, max_age: int) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
+async def session_redirect(send: Send, url: SignedUrl, renewal: str | None) -> None:
+    """The redirect for a browser session: never stored, so that no cached answer outlives a
+    sign-out; with the renewed session cookie when the idle clock moved on."""
+    headers = [(b"location", url.url.encode("latin-1")), (b"cache-control", b"private, no-store"), *_REDIRECT]
+    if renewal is not None:
+        headers.append((b"set-cookie", renewal.encode("latin-1")))
+    await send({"type": "http.response.start", "status": 302, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def _sign_in_helps(scope: Scope, headers: dict[str, str], exc: Unauthenticated) -> bool:
+    """A top-level navigation without a (live) session is sent to sign in; a subresource (an
+    <img>, a fetch) gets the 401: a page of 500 thumbnails must not start 500 sign-ins."""
+    fixable = exc.reason == "missing" or (exc.scheme == "Session" and exc.reason not in ("duplicate", "wrong_route"))
+    return (fixable and scope["method"] == "GET" and headers.get("sec-fetch-mode") == "navigate"
+            and headers.get("sec-fetch-dest") == "document")
+
+
 class ObjectRoutes:
     """Serves the object and local-file routes; hands everything else to ``app``."""
 
-    def __init__(self, app: ASGIApp, service: GatewayService, *, trusted_proxies: Sequence[Network]) -> None:
+    def __init__(self, app: ASGIApp, service: GatewayService, *, trusted_proxies: Sequence[Network],
+                 signin: SignInService | None = None) -> None:
         self.app = app
         self.service = service
         self.trusted = tuple(trusted_proxies)
+        self.signin = signin
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -78,15 +99,36 @@ class ObjectRoutes:
     async def objects(self, scope: Scope, receive: Receive, send: Send, path: bytes) -> None:
         dataset, raw_key = split_path(path, OBJECTS, b"objects/")
         headers = header_map(scope)
-        ctx = await request_context(scope, self.service, self.trusted, headers=headers)
-        if _wants_json(scope, headers):
-            url, max_age = await self.service.sign(ctx, dataset, raw_key, action="sign", status=200)
-            response = json_response(url_json(url), 200, {
-                "Cache-Control": f"private, max-age={max_age}", "Referrer-Policy": "no-referrer", "Vary": "Accept"})
-            await response(scope, receive, send)
+        as_json = _wants_json(scope, headers)
+        try:
+            ctx = await request_context(scope, self.service, self.trusted, headers=headers, session_route=True)
+            url, max_age = await self.service.sign(ctx, dataset, raw_key, action="sign" if as_json else "redirect",
+                                                   status=200 if as_json else 302)
+        except Unauthenticated as exc:
+            if self.signin is None or not self.signin.enabled or not _sign_in_helps(scope, headers, exc):
+                raise
+            await self.to_sign_in(scope, receive, send, path)
             return
-        url, max_age = await self.service.sign(ctx, dataset, raw_key, action="redirect", status=302)
-        await redirect(send, url, max_age)
+        session = ctx.principal.method is AuthMethod.BROWSER_SESSION
+        if as_json:
+            extra = {"Set-Cookie": ctx.session_cookie} if ctx.session_cookie else {}
+            response = json_response(url_json(url), 200, {
+                "Cache-Control": "private, no-store" if session else f"private, max-age={max_age}",
+                "Referrer-Policy": "no-referrer", "Vary": "Accept", **extra})
+            await response(scope, receive, send)
+        elif session:
+            await session_redirect(send, url, ctx.session_cookie)
+        else:
+            await redirect(send, url, max_age)
+
+    async def to_sign_in(self, scope: Scope, receive: Receive, send: Send, path: bytes) -> None:
+        """303 to sign-in, which brings the browser back to this very object."""
+        assert self.signin is not None  # noqa: S101 - checked by the caller
+        query = scope.get("query_string", b"")
+        here = self.signin.public_url + path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+        response = Response(status_code=303, headers={"Location": self.signin.login_url(here),
+                                                      "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+        await response(scope, receive, send)
 
     async def local(self, scope: Scope, path: bytes) -> Response:
         dataset, raw_key = split_path(path, LOCAL, b"")

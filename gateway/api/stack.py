@@ -2,7 +2,7 @@
 
     edge (request id, CORS and preflights, concurrency limit, metrics, errors become answers)
       ▶ object routes (/v1/datasets/..., /v1/local/...: raw paths, the hot path)
-      ▶ FastAPI (POST /v1/sign, /healthz, /readyz, /metrics)
+      ▶ FastAPI (POST /v1/sign, /v1/auth/..., /healthz, /readyz, /metrics)
 
 Each layer owns its answers and no layer repeats another's headers, errors or counting. The
 HTTP layer receives what it needs (the service, the settings it reads, readiness and metrics);
@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
+from gateway.api.auth_routes import auth_router
 from gateway.api.batch import batch_router
 from gateway.api.edge import EdgeMiddleware
 from gateway.api.errors import error_body, error_response, json_response
@@ -30,23 +31,27 @@ from gateway.errors import GatewayError
 from gateway.logs import request_id_var
 from gateway.metrics import Metrics
 from gateway.service import GatewayService
+from gateway.service.signin import SignInService
 from gateway.settings import Settings
 
 Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
 
 
 def build_http_app(service: GatewayService, settings: Settings, *, metrics: Metrics, readiness: Readiness,
-                   lifespan: Lifespan | None = None) -> ASGIApp:
+                   lifespan: Lifespan | None = None, signin: SignInService | None = None) -> ASGIApp:
     routes = FastAPI(title="URL-signing gateway", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
     routes.include_router(batch_router(service, trusted_proxies=settings.trusted_proxies))
+    if signin is not None:
+        routes.include_router(auth_router(signin, service, trusted_proxies=settings.trusted_proxies))
     routes.include_router(ops_router(readiness=readiness, metrics=metrics))
     _json_errors(routes)
 
     holder = service.holder
-    app: ASGIApp = ObjectRoutes(routes, service, trusted_proxies=settings.trusted_proxies)
+    app: ASGIApp = ObjectRoutes(routes, service, trusted_proxies=settings.trusted_proxies, signin=signin)
     return EdgeMiddleware(app, metrics, origins=lambda: holder.current.cors_origins,
                           max_age=lambda: int(holder.current.policy.source.cors.max_age),
-                          max_concurrency=settings.max_concurrency)
+                          max_concurrency=settings.max_concurrency,
+                          embedders=lambda: holder.current.embedders if holder.current.browsers else None)
 
 
 def _json_errors(routes: FastAPI) -> None:

@@ -16,7 +16,15 @@ from gateway.audit.log import AuditLog
 from gateway.auth import AuthRequest
 from gateway.backends import FileSource
 from gateway.cache import SharedUrlCache, UrlCache
-from gateway.errors import Forbidden, GatewayError, InvalidKey, PayloadTooLarge, Unauthenticated, UnknownDataset
+from gateway.errors import (
+    CrossSiteRefused,
+    Forbidden,
+    GatewayError,
+    InvalidKey,
+    PayloadTooLarge,
+    Unauthenticated,
+    UnknownDataset,
+)
 from gateway.keys import canonical_key, validate_key
 from gateway.metrics import Metrics
 from gateway.models import AuditRecord, Decision, DenyReason, IPAddress, RequestContext, SignedUrl
@@ -80,6 +88,10 @@ class GatewayService:
             self.metrics.auth_failures.labels(exc.scheme.lower(), exc.reason).inc()
             await self._audit(ctx, "authenticate", None, None, _UNAUTHENTICATED, exc.status,
                               started=time.perf_counter())
+            raise
+        except CrossSiteRefused as exc:  # a browser session sent by a page that is not an embedder
+            self.metrics.auth_failures.labels("session", exc.reason).inc()
+            await self._audit(ctx, "authenticate", None, None, _CROSS_SITE, exc.status, started=time.perf_counter())
             raise
         ctx.principal = principal
         return ctx
@@ -241,6 +253,7 @@ class GatewayService:
 
 
 _UNAUTHENTICATED = Decision(False, reason=DenyReason.UNAUTHENTICATED)
+_CROSS_SITE = Decision(False, reason=DenyReason.CROSS_SITE)
 
 
 @functools.lru_cache(maxsize=8192)
