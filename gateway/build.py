@@ -88,18 +88,22 @@ class StateBuilder:
                 backends[name] = self.backend(name, dataset.backend)
             except ConfigError as exc:
                 problems.extend(f"datasets.{name}.backend: {p}" for p in exc.problems)
+        authenticators: list[Authenticator] = []
+        try:
+            authenticators = self.authenticators(policy.auth)
+        except ConfigError as exc:
+            problems.extend(f"auth: {p}" for p in exc.problems)
         browsers: dict[str, BrowserClient] = {}
         sessions: SessionAuthenticator | None = None
         try:
-            authenticators = self.authenticators(policy.auth)
             browsers, sessions = self.browser_sign_in(policy.auth)
-            if sessions is not None:
-                authenticators.append(sessions)
-            auth = AuthChain(authenticators, fallback=self.fallback())
         except ConfigError as exc:
             problems.extend(f"auth: {p}" for p in exc.problems)
+        if sessions is not None:
+            authenticators.append(sessions)
         if problems:
             raise ConfigError(str(self.settings.config or "<embedded default>"), problems)
+        auth = AuthChain(authenticators, fallback=self.fallback())
         cors = frozenset(policy.cors.allow_origins) | frozenset(self.settings.cors_origins)
         return State(compile_policy(policy, raw), backends, auth, cors, loaded_at=self.clock(), browsers=browsers,
                      sessions=sessions)
@@ -133,10 +137,15 @@ class StateBuilder:
             authenticators.append(self._reuse("vendors", config.vendors, lambda: VendorAuthenticator(
                 config.vendors, replay=self.replay, clock=self.clock, environ=self.environ)))
         if config.oidc:
-            authenticators.append(self._reuse("oidc", config.oidc, lambda: OidcAuthenticator(
-                config.oidc, http=self.http, clock=self.clock,
-                on_fetch=lambda issuer, result: self.metrics.jwks_fetches.labels(issuer, result).inc())))
+            authenticators.append(self.oidc(config))
         return authenticators
+
+    def oidc(self, config: AuthConfig) -> OidcAuthenticator:
+        authenticator = self._reuse("oidc", config.oidc, lambda: OidcAuthenticator(
+            config.oidc, http=self.http, clock=self.clock,
+            on_fetch=lambda issuer, result: self.metrics.jwks_fetches.labels(issuer, result).inc()))
+        assert isinstance(authenticator, OidcAuthenticator)  # noqa: S101 - _reuse returns what it built
+        return authenticator
 
     def browser_sign_in(self, config: AuthConfig) -> tuple[dict[str, BrowserClient], SessionAuthenticator | None]:
         """A sign-in client per issuer with ``browser:``, and the session authenticator; the
@@ -154,8 +163,7 @@ class StateBuilder:
         if not public or origin is None or not (origin.startswith("https://") or _loopback(origin)):
             problems.append("browser sign-in needs GATEWAY_PUBLIC_URL, the https:// address browsers use "
                             "(the issuer sends them back to <GATEWAY_PUBLIC_URL>/v1/auth/callback)")
-        oidc = self._authenticators["oidc"][1]
-        assert isinstance(oidc, OidcAuthenticator)  # noqa: S101 - built above for every oidc issuer
+        oidc = self.oidc(config)  # the bearer authenticator's key caches serve the ID tokens too
         clients: dict[str, BrowserClient] = {}
         for i, issuer in enumerate(config.oidc):
             if issuer.browser is None:

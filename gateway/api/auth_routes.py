@@ -124,7 +124,8 @@ def auth_router(signin: SignInService, service: GatewayService, *, trusted_proxi
             "Content-Security-Policy": f"default-src 'none'; style-src 'unsafe-inline'; form-action 'self' {issuers}; "
                                        "frame-ancestors 'none'; base-uri 'none'",
         }
-        return Response(_page(signin, view), media_type="text/html; charset=utf-8", headers=headers)
+        target = signin.next_object(_one(request, "next"))
+        return Response(_page(signin, view, target), media_type="text/html; charset=utf-8", headers=headers)
 
     return router
 
@@ -151,12 +152,17 @@ def _when(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _page(signin: SignInService, view: SessionView) -> str:
+def _page(signin: SignInService, view: SessionView, target: str | None) -> str:
     esc = html.escape
     session = view.session
     if session is None:
         body = (f"<p>You are not signed in to the data gateway.</p>"
-                f'<p><a href="{esc(signin.login_url())}">Sign in</a></p>')
+                f'<p><a href="{esc(signin.login_url(target))}">Sign in</a></p>')
+    elif target is not None:
+        # Reached from another site (a link, or the way back from sign-in): the session is used
+        # only once the user follows this first-party link.
+        body = (f"<p>Signed in as <strong>{esc(session.email or session.subject)}</strong>.</p>"
+                f'<p><a id="continue" href="{esc(target)}">Continue to {esc(target)}</a></p>')
     else:
         who = esc(session.email or session.subject)
         body = (f"<p>Signed in as <strong>{who}</strong> ({esc(session.issuer)}), until "

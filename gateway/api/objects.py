@@ -18,7 +18,7 @@ from gateway.api.context import LOCAL, OBJECTS, header_map, raw_path, request_co
 from gateway.api.errors import json_response
 from gateway.api.files import file_response
 from gateway.config import Network
-from gateway.errors import BadRequest, MethodNotAllowed, Unauthenticated
+from gateway.errors import BadRequest, CrossSiteRefused, MethodNotAllowed, Unauthenticated
 from gateway.models import AuthMethod, SignedUrl
 from gateway.service import GatewayService
 from gateway.service.signin import SignInService
@@ -62,12 +62,20 @@ async def session_redirect(send: Send, url: SignedUrl, renewal: str | None) -> N
     await send({"type": "http.response.body", "body": b""})
 
 
-def _sign_in_helps(scope: Scope, headers: dict[str, str], exc: Unauthenticated) -> bool:
+def _navigation(scope: Scope, headers: dict[str, str]) -> bool:
+    return (scope["method"] == "GET" and headers.get("sec-fetch-mode") == "navigate"
+            and headers.get("sec-fetch-dest") == "document")
+
+
+def _sign_in_helps(exc: Unauthenticated) -> bool:
     """A top-level navigation without a (live) session is sent to sign in; a subresource (an
     <img>, a fetch) gets the 401: a page of 500 thumbnails must not start 500 sign-ins."""
-    fixable = exc.reason == "missing" or (exc.scheme == "Session" and exc.reason not in ("duplicate", "wrong_route"))
-    return (fixable and scope["method"] == "GET" and headers.get("sec-fetch-mode") == "navigate"
-            and headers.get("sec-fetch-dest") == "document")
+    return exc.reason == "missing" or (exc.scheme == "Session" and exc.reason not in ("duplicate", "wrong_route"))
+
+
+def _target(scope: Scope, path: bytes) -> str:
+    query = scope.get("query_string", b"")
+    return path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
 
 
 class ObjectRoutes:
@@ -104,8 +112,15 @@ class ObjectRoutes:
             ctx = await request_context(scope, self.service, self.trusted, headers=headers, session_route=True)
             url, max_age = await self.service.sign(ctx, dataset, raw_key, action="sign" if as_json else "redirect",
                                                    status=200 if as_json else 302)
-        except Unauthenticated as exc:
-            if self.signin is None or not self.signin.enabled or not _sign_in_helps(scope, headers, exc):
+        except (Unauthenticated, CrossSiteRefused) as exc:
+            if self.signin is None or not self.signin.enabled or not _navigation(scope, headers):
+                raise
+            if isinstance(exc, CrossSiteRefused):
+                # A link on another site (or the way back from the issuer after sign-in): the
+                # session is not used for it; the gateway's own page asks the user to continue.
+                await self.to_page(scope, receive, send, path)
+                return
+            if not _sign_in_helps(exc):
                 raise
             await self.to_sign_in(scope, receive, send, path)
             return
@@ -124,10 +139,17 @@ class ObjectRoutes:
     async def to_sign_in(self, scope: Scope, receive: Receive, send: Send, path: bytes) -> None:
         """303 to sign-in, which brings the browser back to this very object."""
         assert self.signin is not None  # noqa: S101 - checked by the caller
-        query = scope.get("query_string", b"")
-        here = self.signin.public_url + path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-        response = Response(status_code=303, headers={"Location": self.signin.login_url(here),
-                                                      "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+        here = self.signin.public_url + _target(scope, path)
+        await self._see_other(scope, receive, send, self.signin.login_url(here))
+
+    async def to_page(self, scope: Scope, receive: Receive, send: Send, path: bytes) -> None:
+        """303 to the gateway's own page, with a link to this object (a first-party navigation)."""
+        assert self.signin is not None  # noqa: S101 - checked by the caller
+        await self._see_other(scope, receive, send, self.signin.continue_url(_target(scope, path)))
+
+    async def _see_other(self, scope: Scope, receive: Receive, send: Send, location: str) -> None:
+        response = Response(status_code=303, headers={"Location": location, "Cache-Control": "no-store",
+                                                      "Referrer-Policy": "no-referrer"})
         await response(scope, receive, send)
 
     async def local(self, scope: Scope, path: bytes) -> Response:

@@ -97,8 +97,12 @@ def cookie_values(header: str, name: str) -> list[str]:
     for pair in header.split(";"):
         key, sep, value = pair.strip().partition("=")
         if sep and key == name:
-            values.append(value.strip().strip('"'))
+            values.append(_unquote(value.strip()))
     return values
+
+
+def _unquote(value: str) -> str:
+    return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
 
 
 def cookies_with_prefix(header: str, prefix: str) -> dict[str, str]:
@@ -107,7 +111,7 @@ def cookies_with_prefix(header: str, prefix: str) -> dict[str, str]:
     for pair in header.split(";"):
         key, sep, value = pair.strip().partition("=")
         if sep and key.startswith(prefix):
-            found[key] = value.strip().strip('"')
+            found[key] = _unquote(value.strip())
     return found
 
 

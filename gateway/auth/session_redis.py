@@ -37,6 +37,9 @@ class RedisSessionStore:
         self.redis = redis
         self._clock = clock
         self._ids = DecryptedCache(monotonic)  # cookie value -> session id (saves the AES, not the lookup)
+        # Stored record -> its Session: an unchanged record gives the same principal object, which
+        # the policy's per-principal memo and the audit's principal cache need to hit.
+        self._records = DecryptedCache(monotonic)
 
     def _key(self, sid: str) -> str:
         return self.redis.key("session", storage_key(sid))
@@ -67,10 +70,14 @@ class RedisSessionStore:
         if not isinstance(record, bytes):
             # Deleted at logout, or expired with the session: either way it has ended.
             raise SessionInvalid(SessionReason.REVOKED)
-        try:
-            session = Session.from_json(self.keys.open(key, record.decode("ascii", "replace")))
-        except SealError as exc:
-            raise SessionInvalid(SessionReason(str(exc.reason))) from None
+        text = record.decode("ascii", "replace")
+        session: Session | None = self._records.get(text)
+        if session is None:
+            try:
+                session = Session.from_json(self.keys.open(key, text))
+            except SealError as exc:
+                raise SessionInvalid(SessionReason(str(exc.reason))) from None
+            self._records.put(text, session)
         if not secrets.compare_digest(session.sid, sid):
             raise SessionInvalid(SessionReason.TAMPERED)
         return session

@@ -85,6 +85,16 @@ class SignInService:
         query = "?" + urlencode({"return_to": return_to}) if return_to else ""
         return f"{self.public_url}/v1/auth/login{query}"
 
+    def continue_url(self, target: str) -> str:
+        return f"{self.page}?{urlencode({'next': target})}"
+
+    def next_object(self, value: str | None) -> str | None:
+        """The gateway URL of ``next`` when it is one of this gateway's object paths, else None."""
+        if not value or not value.startswith("/v1/datasets/"):
+            return None
+        url = safe_return_to(self.public_url + value, {self.own_origin}, "")
+        return url or None
+
     def _client(self, name: str | None) -> BrowserClient:
         browsers = self.holder.current.browsers
         client = browsers.get(name) if name else next(iter(browsers.values()), None)
