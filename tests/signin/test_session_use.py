@@ -11,6 +11,7 @@ import pytest
 
 from gateway.client import sign_request
 from tests.e2e.helpers import assert_error
+from tests.oidc.harness import Provider
 from tests.signin.conftest import EMBEDDER, SignInGateway
 from tests.signin.support import (
     VENDOR_KEY,
@@ -18,6 +19,7 @@ from tests.signin.support import (
     Jar,
     MovableClock,
     gateway_app,
+    query_of,
     session_key,
     sign_in,
     start_login,
@@ -153,6 +155,19 @@ def test_logout_ends_the_session_and_clears_the_cookie(gw: SignInGateway) -> Non
     assert form.status_code == 303 and form.headers["location"] == f"{gw.url}/v1/auth/"
 
 
+def test_logout_can_continue_to_the_issuers_end_session(gw: SignInGateway, provider: Provider) -> None:
+    jar = sign_in(gw.url, "ada")
+    response = httpx.post(f"{gw.url}/v1/auth/logout", content="end_session=1", headers={
+        "Cookie": session_of(jar), "Origin": gw.url, "Sec-Fetch-Mode": "navigate",
+        "Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 303
+    location = response.headers["location"]
+    assert location.startswith(provider.issuer + "/session/end?")
+    assert query_of(location) == {"client_id": "gateway", "post_logout_redirect_uri": f"{gw.url}/v1/auth/"}
+    assert httpx.get(location).status_code == 200  # the issuer accepts it (and asks to confirm)
+    unauthenticated(get(gw, session_of(jar)))
+
+
 @pytest.mark.parametrize("origin", [None, "null", "https://evil.test", "https://app.vendor.example.evil.test",
                                     "http://app.vendor.example"])
 def test_logout_csrf_is_refused_and_the_session_lives_on(gw: SignInGateway, ada: Jar, origin: str | None) -> None:
@@ -272,6 +287,8 @@ def test_the_session_endpoint_for_embedders_only(gw: SignInGateway, ada: Jar) ->
         "Cookie": session_of(ada), "Origin": "https://evil.test", "Sec-Fetch-Site": "cross-site"})
     assert_error(evil, 403, "cross_site_refused")
     assert "access-control-allow-origin" not in evil.headers
+    head = httpx.head(f"{gw.url}/v1/auth/session", headers={**SAME_ORIGIN, "Cookie": session_of(ada)})
+    assert head.status_code == 200 and head.content == b""
     nobody = httpx.get(f"{gw.url}/v1/auth/session", headers={"Origin": EMBEDDER})
     assert nobody.json() == {"signed_in": False, "reason": "no_session", "login_url": f"{gw.url}/v1/auth/login"}
 
