@@ -32,7 +32,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     """Build the ASGI app. Raises ConfigError, listing every problem, when the policy is invalid."""
     runtime = Runtime(settings, clock=clock, registry=registry, environ=environ)
     asgi = build_http_app(runtime.service, settings, metrics=runtime.metrics, readiness=runtime.readiness,
-                          lifespan=runtime.lifespan, proxy=runtime.proxy)
+                          lifespan=runtime.lifespan, proxy=runtime.proxy, signin=runtime.signin)
     return GatewayApp(asgi, runtime)
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -15,13 +17,16 @@ from gateway.audit.log import AuditLog
 from gateway.audit.redis_stream import RedisStreamSink
 from gateway.audit.sinks import FileSink, StdoutSink
 from gateway.auth import AuthChain, Authenticator, ReplayStore
+from gateway.auth.browser_client import BrowserClient, load_client_secret
 from gateway.auth.dev import DevAuthenticator
 from gateway.auth.oidc import OidcAuthenticator
+from gateway.auth.session_auth import SessionAuthenticator
+from gateway.auth.sessions import SessionStore
 from gateway.auth.vendor import VendorAuthenticator
 from gateway.backends import Backend, ObjectSource
 from gateway.backends.http_pool import UpstreamPool
 from gateway.backends.local import LocalBackend
-from gateway.config import AuditConfig, AuthConfig, GcsBackend, PolicyFile, S3Backend
+from gateway.config import AuditConfig, AuthConfig, GcsBackend, PolicyFile, S3Backend, origin_of
 from gateway.config import FileSink as FileSinkConfig
 from gateway.config import LocalBackend as LocalBackendConfig
 from gateway.config import RedisStreamSink as RedisStreamSinkConfig
@@ -60,9 +65,10 @@ class StateBuilder:
 
     def __init__(self, settings: Settings, *, signing_key: bytes, http: httpx.AsyncClient, replay: ReplayStore,
                  metrics: Metrics, clock: Callable[[], float], environ: Mapping[str, str] | None,
-                 pool: UpstreamPool | None = None) -> None:
+                 pool: UpstreamPool | None = None, sessions: SessionStore | None = None) -> None:
         self.settings = settings
         self.pool = pool or UpstreamPool()
+        self.sessions = sessions
         self.signing_key = signing_key
         self.http = http
         self.replay = replay
@@ -70,6 +76,7 @@ class StateBuilder:
         self.clock = clock
         self.environ = environ
         self._authenticators: dict[str, tuple[object, Authenticator]] = {}
+        self._browsers: dict[str, tuple[object, BrowserClient]] = {}
 
     def __call__(self, policy: PolicyFile, raw: bytes | None, previous: State | None) -> State:
         problems: list[str] = []
@@ -96,16 +103,27 @@ class StateBuilder:
                 sources[name] = self.source(dataset.backend, backends[name])
             except ConfigError as exc:
                 problems.extend(f"datasets.{name}.delivery: {p}" for p in exc.problems)
+        authenticators: list[Authenticator] = []
         try:
-            auth = AuthChain(self.authenticators(policy.auth), fallback=self.fallback())
+            authenticators = self.authenticators(policy.auth)
         except ConfigError as exc:
             problems.extend(f"auth: {p}" for p in exc.problems)
+        browsers: dict[str, BrowserClient] = {}
+        sessions: SessionAuthenticator | None = None
+        try:
+            browsers, sessions = self.browser_sign_in(policy.auth)
+        except ConfigError as exc:
+            problems.extend(f"auth: {p}" for p in exc.problems)
+        if sessions is not None:
+            authenticators.append(sessions)
         if problems:
             raise ConfigError(str(self.settings.config or "<embedded default>"), problems)
+        auth = AuthChain(authenticators, fallback=self.fallback())
         cors = frozenset(policy.cors.allow_origins) | frozenset(self.settings.cors_origins)
         for warning in policy.warnings():
             log.warning("%s", warning)
-        return State(compile_policy(policy, raw), backends, auth, cors, loaded_at=self.clock(), sources=sources)
+        return State(compile_policy(policy, raw), backends, auth, cors, loaded_at=self.clock(), sources=sources,
+                     browsers=browsers, sessions=sessions)
 
     def backend(self, dataset: str, config: LocalBackendConfig | S3Backend | GcsBackend) -> Backend:
         match config:
@@ -155,10 +173,53 @@ class StateBuilder:
             authenticators.append(self._reuse("vendors", config.vendors, lambda: VendorAuthenticator(
                 config.vendors, replay=self.replay, clock=self.clock, environ=self.environ)))
         if config.oidc:
-            authenticators.append(self._reuse("oidc", config.oidc, lambda: OidcAuthenticator(
-                config.oidc, http=self.http, clock=self.clock,
-                on_fetch=lambda issuer, result: self.metrics.jwks_fetches.labels(issuer, result).inc())))
+            authenticators.append(self.oidc(config))
         return authenticators
+
+    def oidc(self, config: AuthConfig) -> OidcAuthenticator:
+        authenticator = self._reuse("oidc", config.oidc, lambda: OidcAuthenticator(
+            config.oidc, http=self.http, clock=self.clock,
+            on_fetch=lambda issuer, result: self.metrics.jwks_fetches.labels(issuer, result).inc()))
+        assert isinstance(authenticator, OidcAuthenticator)  # noqa: S101 - _reuse returns what it built
+        return authenticator
+
+    def browser_sign_in(self, config: AuthConfig) -> tuple[dict[str, BrowserClient], SessionAuthenticator | None]:
+        """A sign-in client per issuer with ``browser:``, and the session authenticator; the
+        startup checks that browser sign-in needs, all reported at once."""
+        issuers = [issuer for issuer in config.oidc if issuer.browser is not None]
+        if not issuers:
+            return {}, None
+        problems = []
+        if self.sessions is None:
+            problems.append("browser sign-in needs GATEWAY_SESSION_KEYS (comma-separated, each base64 of at least "
+                            "32 random bytes: openssl rand -base64 32): sessions must survive restarts and work on "
+                            "every replica")
+        public = self.settings.public_url
+        origin = origin_of(public or "")
+        if not public or origin is None or not (origin.startswith("https://") or _loopback(origin)):
+            problems.append("browser sign-in needs GATEWAY_PUBLIC_URL, the https:// address browsers use "
+                            "(the issuer sends them back to <GATEWAY_PUBLIC_URL>/v1/auth/callback)")
+        oidc = self.oidc(config)  # the bearer authenticator's key caches serve the ID tokens too
+        clients: dict[str, BrowserClient] = {}
+        for i, issuer in enumerate(config.oidc):
+            if issuer.browser is None:
+                continue
+            secret, problem = load_client_secret(issuer.browser, self.environ or os.environ)
+            if problem is not None or secret is None:
+                problems.append(f"oidc.{i}.browser.{problem}")
+                continue
+            cached = self._browsers.get(issuer.name)
+            if cached is not None and cached[0] == (issuer, secret, public):
+                clients[issuer.name] = cached[1]  # unchanged: keep its discovery document
+                continue
+            clients[issuer.name] = BrowserClient(
+                issuer, client_secret=secret, redirect_uri=f"{(public or '').rstrip('/')}/v1/auth/callback",
+                http=self.http, jwks=oidc.jwks(issuer.name), clock=self.clock)
+            self._browsers[issuer.name] = ((issuer, secret, public), clients[issuer.name])
+        if problems or self.sessions is None or origin is None:
+            raise ConfigError("auth", problems)
+        browsers = {name: client.browser for name, client in clients.items()}
+        return clients, SessionAuthenticator(self.sessions, browsers, own_origin=origin, clock=self.clock)
 
     def _reuse(self, name: str, config: object, build: Callable[[], Authenticator]) -> Authenticator:
         cached = self._authenticators.get(name)
@@ -167,6 +228,15 @@ class StateBuilder:
         authenticator = build()
         self._authenticators[name] = (config, authenticator)
         return authenticator
+
+
+def _loopback(origin: str) -> bool:
+    """Plain http is for loopback only: browsers keep Secure cookies there (and nowhere else)."""
+    host = urlsplit(origin).hostname or ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def audit_log(config: AuditConfig, settings: Settings, metrics: Metrics, redis: SharedRedis | None) -> AuditLog:

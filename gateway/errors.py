@@ -56,6 +56,26 @@ class Forbidden(GatewayError):
         self.reason = reason
 
 
+class CrossSiteRefused(Forbidden):
+    """A browser session sent by a page of a site that is not a configured embedder."""
+
+    code = "cross_site_refused"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail, reason="cross_site")
+
+
+class SignInFailed(BadRequest):
+    """A browser sign-in that cannot complete; ``reason`` is one of a fixed set (audit, metrics)."""
+
+    code = "sign_in_failed"
+
+    def __init__(self, detail: str = "", *, reason: str = "invalid") -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.set_cookies: tuple[str, ...] = ()  # Set-Cookie values the answer must carry (the spent login)
+
+
 class NotFound(GatewayError):
     status = 404
     code = "not_found"

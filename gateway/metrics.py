@@ -55,6 +55,10 @@ class Metrics:
         self.audit_dropped = Counter(
             "gateway_audit_dropped", "Audit records that could not be queued or written.", registry=registry
         )
+        self.sign_ins = Counter(
+            "gateway_sign_ins", "Browser sign-in callbacks, by result: ok, or a fixed reason.", ["result"],
+            registry=registry
+        )
         self.policy_reloads = Counter(
             "gateway_policy_reloads", "Policy reload attempts.", ["result"], registry=registry
         )

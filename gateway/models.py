@@ -14,6 +14,7 @@ class AuthMethod(StrEnum):
     ANONYMOUS = "anonymous"
     VENDOR_HMAC = "vendor_hmac"
     OIDC = "oidc"
+    BROWSER_SESSION = "browser_session"  # signed in at /v1/auth/login; the issuer is the OIDC issuer's name
     DEVELOPMENT = "development"
 
 
@@ -50,6 +51,7 @@ class DenyReason(StrEnum):
     EXPIRED = "expired"
     RATE_LIMITED = "rate_limited"
     BAD_REQUEST = "bad_request"  # a request the gateway could not read (a batch body, say)
+    CROSS_SITE = "cross_site"  # a browser session used by a page that is not an embedder
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,7 @@ class RequestContext:
     user_agent: str = ""
     principal: Principal = ANONYMOUS
     client_text: str = ""  # the address as text, when the caller has it already (audit records)
+    session_cookie: str | None = None  # a renewed browser-session cookie the answer must carry
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,11 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from gateway.auth import ReplayStore
+from gateway.auth.cookies import SessionKeys
 from gateway.auth.replay import MemoryReplayStore
 from gateway.auth.replay_redis import RedisReplayStore
+from gateway.auth.session_redis import RedisSessionStore
+from gateway.auth.sessions import CookieSessionStore, SessionStore
 from gateway.backends.http_pool import UpstreamPool
 from gateway.build import StateBuilder, audit_log, check_dev_mode
 from gateway.cache.memory import MemoryUrlCache
@@ -32,6 +35,7 @@ from gateway.redis_client import SharedRedis
 from gateway.service import GatewayService, GatewayUrls, ProxyReads, StateHolder
 from gateway.service.readiness import readiness
 from gateway.service.reloader import PolicyReloader
+from gateway.service.signin import SignInService
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway")
@@ -71,8 +75,16 @@ class Runtime:
         # Proxy delivery's storage connections: one pool for the process, closed in aclose().
         self.pool = UpstreamPool(read_timeout=settings.upstream_timeout,
                                  on_connect=self.metrics.upstream_connections.inc)
+        # Browser sessions: in Redis when there is one (a logout reaches every replica), else sealed
+        # into the cookie (a logout is remembered by this process).
+        keys = SessionKeys(settings.session_key_bytes()) if settings.session_keys else None
+        sessions: SessionStore | None = None
+        if keys is not None:
+            sessions = (RedisSessionStore(keys, self.redis, clock=clock) if self.redis is not None
+                        else CookieSessionStore(keys))
         self.build_state = StateBuilder(settings, signing_key=signing_key, http=self.http, replay=replay,
-                                        metrics=self.metrics, clock=clock, environ=environ, pool=self.pool)
+                                        metrics=self.metrics, clock=clock, environ=environ, pool=self.pool,
+                                        sessions=sessions)
         if settings.config is not None:
             policy, raw = load_policy(settings.config)
         else:
@@ -86,6 +98,9 @@ class Runtime:
                                       shared_cache=shared_cache, limiter=limiter,
                                       gateway_urls=urls)
         self.proxy = ProxyReads(self.service, urls)
+        self.signin = SignInService(self.holder, keys=keys, store=sessions, replay=replay, audit=self.audit,
+                                    metrics=self.metrics, public_url=settings.public_url or settings.base_url(),
+                                    clock=clock)
         self.reloader: PolicyReloader | None = None
         if settings.config is not None:
             self.reloader = PolicyReloader(settings.config, self.holder, self.build_state, self.metrics,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -14,6 +17,27 @@ from gateway.redis.url import RedisUrlError, parse_redis_url
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+MIN_SESSION_KEY_BYTES = 32
+_BASE64 = re.compile(r"^[A-Za-z0-9+/_-]+={0,2}$")
+
+
+def decode_session_key(text: str) -> bytes:
+    """One entry of GATEWAY_SESSION_KEYS: base64 or base64url (``openssl rand -base64 32``) of at
+    least 32 random bytes. A key with few distinct bytes (``aaaa...``, a placeholder) is refused:
+    whoever guesses it can forge every session."""
+    text = text.strip()
+    if not _BASE64.match(text):
+        raise ValueError("each GATEWAY_SESSION_KEYS entry is base64 of random bytes (openssl rand -base64 32)")
+    padded = text.rstrip("=").replace("-", "+").replace("_", "/")
+    try:
+        key = base64.b64decode(padded + "=" * (-len(padded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("a GATEWAY_SESSION_KEYS entry is not valid base64") from None
+    if len(key) < MIN_SESSION_KEY_BYTES or len(set(key)) < 16:
+        raise ValueError(f"each GATEWAY_SESSION_KEYS entry must hold at least {MIN_SESSION_KEY_BYTES} random bytes")
+    return key
+
+
 def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
@@ -23,8 +47,8 @@ def _split_csv(value: object) -> object:
 class Settings(BaseSettings):
     """Every field is also an environment variable: ``config`` is ``GATEWAY_CONFIG`` and so on."""
 
-    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", frozen=True,
-                                      hide_input_in_errors=True)  # inputs may hold secrets
+    # Errors never quote what was given: the values include keys (GATEWAY_SIGNING_KEY, GATEWAY_SESSION_KEYS).
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", frozen=True, hide_input_in_errors=True)
 
     config: Path | None = Field(None, description="Policy file; without it, the embedded default runs.")
     local_dir: Path = Field(Path("./data"), description="Folder served by the embedded default.")
@@ -82,8 +106,10 @@ class Settings(BaseSettings):
     upstream_timeout: float = Field(30.0, gt=0, description="Proxy delivery: seconds to wait for the storage.")
     tls_cert: Path | None = Field(None, description="PEM certificate chain for HTTPS; followed when it changes.")
     tls_key: Path | None = Field(None, description="PEM private key of GATEWAY_TLS_CERT.")
+    session_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Browser session keys, comma-separated: the first encrypts, all decrypt.")
 
-    @field_validator("cors_origins", "trusted_proxies", "dev_groups", "allowed_hosts", mode="before")
+    @field_validator("cors_origins", "trusted_proxies", "dev_groups", "allowed_hosts", "session_keys", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
@@ -128,6 +154,16 @@ class Settings(BaseSettings):
         if value is not None and len(value) < 32:
             raise ValueError("GATEWAY_SIGNING_KEY must be at least 32 characters")
         return value
+
+    @field_validator("session_keys")
+    @classmethod
+    def _session_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        for key in keys:
+            decode_session_key(key.get_secret_value())  # the message never quotes the key
+        return keys
+
+    def session_key_bytes(self) -> list[bytes]:
+        return [decode_session_key(key.get_secret_value()) for key in self.session_keys]
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:

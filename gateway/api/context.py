@@ -42,6 +42,7 @@ def raw_path(scope: Scope) -> bytes:
 async def request_context(
     scope: Scope, service: GatewayService, trusted: Sequence[Network], *, authenticate: bool = True,
     headers: dict[str, str] | None = None, forwarded_header: ForwardedHeader = "x-forwarded-for",
+    session_route: bool = False,
 ) -> RequestContext:
     headers = header_map(scope) if headers is None else headers
     client = scope.get("client")
@@ -51,8 +52,11 @@ async def request_context(
     if not authenticate:
         return RequestContext(request_id, ip, user_agent, client_text=text)
     auth_request = AuthRequest(scope["method"], raw_path(scope).decode("latin-1"),
-                               scope.get("query_string", b"").decode("latin-1"), headers, ip)
-    return await service.authenticate(auth_request, RequestContext(request_id, ip, user_agent, client_text=text))
+                               scope.get("query_string", b"").decode("latin-1"), headers, ip, session_route)
+    ctx = await service.authenticate(auth_request, RequestContext(request_id, ip, user_agent, client_text=text))
+    if auth_request.renewal is not None:
+        ctx.session_cookie = auth_request.renewal
+    return ctx
 
 
 def split_path(path: bytes, prefix: bytes, middle: bytes) -> tuple[str, bytes]:

@@ -14,6 +14,10 @@
   There is no ``*`` by default: a loopback gateway with ``*`` would let any website read it
   through the user's browser. Preflights are answered here, without authentication, including
   Private Network Access (``Access-Control-Request-Private-Network``) for allowed origins;
+- browser sessions (when an issuer has ``browser:``): on the routes that accept the session cookie
+  (``SESSION_PATHS``) every answer carries ``Vary: Cookie``, and the embedders get CORS with
+  ``Access-Control-Allow-Credentials: true`` there (and only there), so that their pages can send
+  the cookie with ``fetch(..., {credentials: "include"})`` and read the answer;
 - errors become responses here: a ``GatewayError`` that reaches this layer is its JSON answer,
   and anything unexpected is a JSON 500 that names only the request id.
 """
@@ -68,6 +72,7 @@ EXPOSE_HEADERS = b"x-request-id, content-range, content-length, etag, last-modif
 EXEMPT = ("/healthz", "/readyz", "/metrics")
 _NOSNIFF = (b"x-content-type-options", b"nosniff")
 _VARY_ORIGIN = (b"vary", b"Origin")
+SESSION_PATHS = ("/v1/datasets/", "/v1/auth/")  # where a browser session may be used
 
 
 class EdgeMiddleware:
@@ -75,10 +80,11 @@ class EdgeMiddleware:
 
     def __init__(self, app: ASGIApp, metrics: Metrics, *, origins: Callable[[], frozenset[str]],
                  max_age: Callable[[], int], max_concurrency: int = 0, hosts: HostCheck | None = None,
-                 body_timeout: float = 10.0) -> None:
+                 body_timeout: float = 10.0, embedders: Callable[[], frozenset[str] | None] = lambda: None) -> None:
         self.app = app
         self.metrics = metrics
         self.origins = origins
+        self.embedders = embedders  # None: no browser sign-in configured
         self.max_age = max_age
         self.max_concurrency = max_concurrency
         self.hosts = hosts
@@ -122,12 +128,20 @@ class EdgeMiddleware:
         started = time.perf_counter()
         status = 500
         response_started = False
-        cors = origin is not None and self._allowed(origin)
         extra = [(b"x-request-id", request_id.encode()), _NOSNIFF]
+        # Browser sessions: answers that depend on the cookie say so, and embedders get credentialed CORS.
+        embedders = self.embedders()
+        credentialed = False
+        if embedders is not None and scope["path"].startswith(SESSION_PATHS):
+            extra.append((b"vary", b"Cookie"))
+            credentialed = origin is not None and origin.decode("latin-1") in embedders
+        cors = origin is not None and (credentialed or self._allowed(origin))
         if cors and origin is not None:
             extra += [(b"access-control-allow-origin", origin), (b"access-control-expose-headers", EXPOSE_HEADERS),
                       _VARY_ORIGIN]
-        elif self.origins():
+            if credentialed:
+                extra.append((b"access-control-allow-credentials", b"true"))
+        elif self.origins() or embedders:
             # The answer depends on Origin wherever CORS is configured, allowed or not: caches must know.
             extra.append(_VARY_ORIGIN)
         if has_body:

@@ -20,9 +20,10 @@ from gateway.api.files import file_response
 from gateway.api.proxy import serve_object
 from gateway.auth.client_ip import ForwardedHeader
 from gateway.config import Network
-from gateway.errors import BadRequest, MethodNotAllowed
-from gateway.models import SignedUrl
+from gateway.errors import BadRequest, CrossSiteRefused, MethodNotAllowed, Unauthenticated
+from gateway.models import AuthMethod, SignedUrl
 from gateway.service import GatewayService, ProxyReads
+from gateway.service.signin import SignInService
 
 _REDIRECT = [(b"referrer-policy", b"no-referrer"), (b"vary", b"Accept"), (b"content-length", b"0")]
 
@@ -53,16 +54,44 @@ async def redirect(send: Send, url: SignedUrl, max_age: int) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
+async def session_redirect(send: Send, url: SignedUrl, renewal: str | None) -> None:
+    """The redirect for a browser session: never stored, so that no cached answer outlives a
+    sign-out; with the renewed session cookie when the idle clock moved on."""
+    headers = [(b"location", url.url.encode("latin-1")), (b"cache-control", b"private, no-store"), *_REDIRECT]
+    if renewal is not None:
+        headers.append((b"set-cookie", renewal.encode("latin-1")))
+    await send({"type": "http.response.start", "status": 302, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def _navigation(scope: Scope, headers: dict[str, str]) -> bool:
+    return (scope["method"] == "GET" and headers.get("sec-fetch-mode") == "navigate"
+            and headers.get("sec-fetch-dest") == "document")
+
+
+def _sign_in_helps(exc: Unauthenticated) -> bool:
+    """A top-level navigation without a (live) session is sent to sign in; a subresource (an
+    <img>, a fetch) gets the 401: a page of 500 thumbnails must not start 500 sign-ins."""
+    return exc.reason == "missing" or (exc.scheme == "Session" and exc.reason not in ("duplicate", "wrong_route"))
+
+
+def _target(scope: Scope, path: bytes) -> str:
+    query = scope.get("query_string", b"")
+    return path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+
+
 class ObjectRoutes:
     """Serves the object and local-file routes; hands everything else to ``app``."""
 
     def __init__(self, app: ASGIApp, service: GatewayService, *, trusted_proxies: Sequence[Network],
-                 forwarded_header: ForwardedHeader = "x-forwarded-for", proxy: ProxyReads | None = None) -> None:
+                 forwarded_header: ForwardedHeader = "x-forwarded-for", proxy: ProxyReads | None = None,
+                 signin: SignInService | None = None) -> None:
         self.app = app
         self.service = service
         self.trusted = tuple(trusted_proxies)
         self.forwarded = forwarded_header
         self.proxy = proxy
+        self.signin = signin
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -83,24 +112,60 @@ class ObjectRoutes:
     async def objects(self, scope: Scope, receive: Receive, send: Send, path: bytes) -> None:
         dataset, raw_key = split_path(path, OBJECTS, b"objects/")
         headers = header_map(scope)
-        wants_json = _wants_json(scope, headers)
-        if self.proxy is not None and dataset in self.service.holder.current.policy.proxied and (
-                not wants_json or b"sig=" in scope.get("query_string", b"")):
-            # delivery: proxy streams the object itself (one set lookup for every other request);
-            # its JSON answer below holds a gateway URL, which is streamed when used.
-            await serve_object(self.proxy, self.trusted, scope, receive, send, dataset, raw_key, headers,
-                               self.forwarded)
+        as_json = _wants_json(scope, headers)
+        proxied = self.proxy is not None and dataset in self.service.holder.current.policy.proxied and (
+            not as_json or b"sig=" in scope.get("query_string", b""))
+        try:
+            if proxied:
+                # delivery: proxy streams the object itself (one set lookup for every other request);
+                # its JSON answer below holds a gateway URL, which is streamed when used.
+                assert self.proxy is not None  # noqa: S101 - checked just above
+                await serve_object(self.proxy, self.trusted, scope, receive, send, dataset, raw_key, headers,
+                                   self.forwarded, session_route=True)
+                return
+            ctx = await request_context(scope, self.service, self.trusted, headers=headers,
+                                        forwarded_header=self.forwarded, session_route=True)
+            url, max_age = await self.service.sign(ctx, dataset, raw_key, action="sign" if as_json else "redirect",
+                                                   status=200 if as_json else 302)
+        except (Unauthenticated, CrossSiteRefused) as exc:
+            if self.signin is None or not self.signin.enabled or not _navigation(scope, headers):
+                raise
+            if isinstance(exc, CrossSiteRefused):
+                # A link on another site (or the way back from the issuer after sign-in): the
+                # session is not used for it; the gateway's own page asks the user to continue.
+                await self.to_page(scope, receive, send, path)
+                return
+            if not _sign_in_helps(exc):
+                raise
+            await self.to_sign_in(scope, receive, send, path)
             return
-        ctx = await request_context(scope, self.service, self.trusted, headers=headers,
-                                    forwarded_header=self.forwarded)
-        if wants_json:
-            url, max_age = await self.service.sign(ctx, dataset, raw_key, action="sign", status=200)
+        session = ctx.principal.method is AuthMethod.BROWSER_SESSION
+        if as_json:
+            extra = {"Set-Cookie": ctx.session_cookie} if ctx.session_cookie else {}
             response = json_response(url_json(url), 200, {
-                "Cache-Control": f"private, max-age={max_age}", "Referrer-Policy": "no-referrer", "Vary": "Accept"})
+                "Cache-Control": "private, no-store" if session else f"private, max-age={max_age}",
+                "Referrer-Policy": "no-referrer", "Vary": "Accept", **extra})
             await response(scope, receive, send)
-            return
-        url, max_age = await self.service.sign(ctx, dataset, raw_key, action="redirect", status=302)
-        await redirect(send, url, max_age)
+        elif session:
+            await session_redirect(send, url, ctx.session_cookie)
+        else:
+            await redirect(send, url, max_age)
+
+    async def to_sign_in(self, scope: Scope, receive: Receive, send: Send, path: bytes) -> None:
+        """303 to sign-in, which brings the browser back to this very object."""
+        assert self.signin is not None  # noqa: S101 - checked by the caller
+        here = self.signin.public_url + _target(scope, path)
+        await self._see_other(scope, receive, send, self.signin.login_url(here))
+
+    async def to_page(self, scope: Scope, receive: Receive, send: Send, path: bytes) -> None:
+        """303 to the gateway's own page, with a link to this object (a first-party navigation)."""
+        assert self.signin is not None  # noqa: S101 - checked by the caller
+        await self._see_other(scope, receive, send, self.signin.continue_url(_target(scope, path)))
+
+    async def _see_other(self, scope: Scope, receive: Receive, send: Send, location: str) -> None:
+        response = Response(status_code=303, headers={"Location": location, "Cache-Control": "no-store",
+                                                      "Referrer-Policy": "no-referrer"})
+        await response(scope, receive, send)
 
     async def local(self, scope: Scope, path: bytes) -> Response:
         dataset, raw_key = split_path(path, LOCAL, b"")

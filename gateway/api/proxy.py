@@ -26,6 +26,7 @@ from gateway.api.context import request_context
 from gateway.auth.client_ip import ForwardedHeader
 from gateway.config import Network
 from gateway.errors import BadRequest, GatewayError
+from gateway.models import AuthMethod
 from gateway.service import Delivery, ProxyReads, ReadRequest
 
 log = logging.getLogger("gateway.http")
@@ -50,8 +51,11 @@ def read_request(scope: Scope, headers: dict[str, str], query: dict[str, list[st
     )
 
 
-def response_headers(delivery: Delivery) -> list[tuple[bytes, bytes]]:
-    """The storage's object headers that clients need, the dataset's overrides, and the gateway's own."""
+def response_headers(delivery: Delivery, *, session: bool = False) -> list[tuple[bytes, bytes]]:
+    """The storage's object headers that clients need, the dataset's overrides, and the gateway's own.
+
+    Read with a browser session, the answer is never stored, so that no cached copy outlives a
+    sign-out (as for the session's redirects)."""
     upstream = delivery.fetched.headers
     out = [(name.encode(), upstream[name].encode("latin-1")) for name in _PASSED if name in upstream]
     if delivery.fetched.status != 304:
@@ -60,28 +64,32 @@ def response_headers(delivery: Delivery) -> list[tuple[bytes, bytes]]:
         disposition = delivery.content_disposition or upstream.get("content-disposition")
         if disposition:
             out.append((b"content-disposition", disposition.encode("latin-1")))
-    out.append((b"cache-control", b"private, max-age=%d" % delivery.max_age))
+    out.append((b"cache-control", b"private, no-store" if session else b"private, max-age=%d" % delivery.max_age))
     return out + _FIXED
 
 
 async def serve_object(proxy: ProxyReads, trusted: tuple[Network, ...], scope: Scope, receive: Receive, send: Send,
                        dataset: str, raw_key: bytes, headers: dict[str, str],
-                       forwarded_header: ForwardedHeader = "x-forwarded-for") -> None:
+                       forwarded_header: ForwardedHeader = "x-forwarded-for", *, session_route: bool = False) -> None:
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     request = read_request(scope, headers, query)
     # A gateway URL's signature is its credential: no other authentication applies to it.
     signed = request.exp is not None or request.sig is not None
     ctx = await request_context(scope, proxy.service, trusted, authenticate=not signed, headers=headers,
-                                forwarded_header=forwarded_header)
+                                forwarded_header=forwarded_header, session_route=session_route and not signed)
     delivery = await proxy.read(ctx, dataset, raw_key, request)
-    await stream(delivery, receive, send, head=request.head)
+    session = ctx.principal.method is AuthMethod.BROWSER_SESSION
+    extra = [(b"set-cookie", ctx.session_cookie.encode("latin-1"))] if ctx.session_cookie else []
+    await stream(delivery, receive, send, head=request.head, session=session, extra=extra)
 
 
-async def stream(delivery: Delivery, receive: Receive, send: Send, *, head: bool) -> None:
+async def stream(delivery: Delivery, receive: Receive, send: Send, *, head: bool, session: bool = False,
+                 extra: list[tuple[bytes, bytes]] | None = None) -> None:
     fetched = delivery.fetched
     sent = 0
     try:
-        await send({"type": "http.response.start", "status": fetched.status, "headers": response_headers(delivery)})
+        headers = response_headers(delivery, session=session) + (extra or [])
+        await send({"type": "http.response.start", "status": fetched.status, "headers": headers})
         if head or fetched.status == 304:
             await send({"type": "http.response.body", "body": b""})
             return

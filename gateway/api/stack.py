@@ -3,8 +3,9 @@
     (connection: head deadline, head limits, JSON for unparseable requests: gateway/protocol.py)
     edge (request id, nosniff, Host check, body deadline, CORS and preflights, concurrency limit,
           metrics, errors become answers)
-      ▶ object routes (/v1/datasets/..., /v1/local/...: raw paths, the hot path; proxy datasets stream)
-      ▶ FastAPI (POST /v1/sign, /healthz, /readyz, and /metrics unless the admin port serves it)
+      ▶ object routes (/v1/datasets/..., /v1/local/...: raw paths, the hot path; proxy datasets stream;
+        a browser navigation without a session is sent to sign in)
+      ▶ FastAPI (POST /v1/sign, /v1/auth/..., /healthz, /readyz, and /metrics unless the admin port serves it)
 
 With ``GATEWAY_ADMIN_PORT`` a second listener answers only the operators' routes (/metrics, the
 detailed /readyz, /healthz), and the public /readyz says only ``ready`` or ``degraded``.
@@ -26,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.api.auth_routes import auth_router
 from gateway.api.batch import batch_router
 from gateway.api.edge import EdgeMiddleware
 from gateway.api.errors import error_body, error_response, json_response
@@ -36,25 +38,31 @@ from gateway.errors import GatewayError
 from gateway.logs import request_id_var
 from gateway.metrics import Metrics
 from gateway.service import GatewayService, ProxyReads
+from gateway.service.signin import SignInService
 from gateway.settings import Settings
 
 Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
 
 
 def build_http_app(service: GatewayService, settings: Settings, *, metrics: Metrics, readiness: Readiness,
-                   lifespan: Lifespan | None = None, proxy: ProxyReads | None = None) -> ASGIApp:
+                   lifespan: Lifespan | None = None, proxy: ProxyReads | None = None,
+                   signin: SignInService | None = None) -> ASGIApp:
     admin = settings.admin_port is not None
     routes = _fastapi(settings, lifespan)
     routes.include_router(batch_router(service, trusted_proxies=settings.trusted_proxies,
                                        forwarded_header=settings.forwarded_header))
+    if signin is not None:
+        routes.include_router(auth_router(signin, service, trusted_proxies=settings.trusted_proxies,
+                                          forwarded_header=settings.forwarded_header))
     routes.include_router(ops_router(readiness=readiness, metrics=None if admin else metrics, detailed=not admin))
     holder = service.holder
     app: ASGIApp = ObjectRoutes(routes, service, trusted_proxies=settings.trusted_proxies,
-                                forwarded_header=settings.forwarded_header, proxy=proxy)
+                                forwarded_header=settings.forwarded_header, proxy=proxy, signin=signin)
     public = EdgeMiddleware(app, metrics, origins=lambda: holder.current.cors_origins,
                             max_age=lambda: int(holder.current.policy.source.cors.max_age),
                             max_concurrency=settings.max_concurrency, hosts=HostCheck.of(settings),
-                            body_timeout=settings.body_timeout)
+                            body_timeout=settings.body_timeout,
+                            embedders=lambda: holder.current.embedders if holder.current.browsers else None)
     if settings.admin_port is None:
         return public
     operators = _fastapi(settings, None)

@@ -24,6 +24,10 @@ class AuthRequest:
     query: str  # the raw query string, without '?'
     headers: Mapping[str, str]  # lower-case names; repeated headers joined with ', '
     client_ip: IPAddress
+    # A route where a browser session may be used (object reads, /v1/auth/session): invariant 11.
+    session_route: bool = False
+    # Set by the session authenticator: a renewed session cookie (Set-Cookie) for the answer.
+    renewal: str | None = None
 
 
 class Authenticator(Protocol):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
-from gateway.config.types import NAME, Duration, Strict
+from gateway.config.types import NAME, Duration, Origin, Strict
 
 
 class VendorKey(Strict):
@@ -27,6 +27,35 @@ class Vendor(Strict):
     max_skew: Duration = 300.0
 
 
+MAX_SESSION_TTL = 86_400.0
+
+
+class BrowserSignIn(Strict):
+    """Employees' browsers sign in to the gateway itself (authorization code flow with PKCE), and
+    then carry a session cookie that ``<img>`` tags send without the vendor's help."""
+
+    client_id: str = Field(min_length=1, max_length=256)
+    client_secret_env: str | None = None
+    client_secret_file: Path | None = None
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "email", "profile", "groups"])
+    session_ttl: Duration = Field(28_800.0, gt=0, le=MAX_SESSION_TTL)  # absolute: a new sign-in after it
+    idle_ttl: Duration = Field(3600.0, gt=0)
+    embedders: list[Origin] = Field(default_factory=list)  # sites whose pages may load objects with the session
+    return_origins: list[Origin] = Field(default_factory=list)  # where sign-in may send the browser back to
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BrowserSignIn:
+        if (self.client_secret_env is None) == (self.client_secret_file is None):
+            raise ValueError("give exactly one of client_secret_env or client_secret_file")
+        if "openid" not in self.scopes:
+            raise ValueError("scopes must include openid: sign-in needs an ID token")
+        if any(not scope or any(c.isspace() or c in '"\\' for c in scope) for scope in self.scopes):
+            raise ValueError("a scope is a non-empty word without spaces or quotes")
+        if self.idle_ttl > self.session_ttl:
+            raise ValueError("idle_ttl cannot be longer than session_ttl")
+        return self
+
+
 class OidcIssuer(Strict):
     name: str = Field(pattern=NAME)
     issuer: str = Field(pattern=r"^https?://")
@@ -41,6 +70,7 @@ class OidcIssuer(Strict):
     jwks_refetch_interval: Duration = 30.0
     # Tokens that live longer (exp minus iat, or minus now without iat) are refused.
     max_token_lifetime: Duration = Field(86_400.0, gt=0, le=30 * 86_400)
+    browser: BrowserSignIn | None = None
 
     @field_validator("algorithms")
     @classmethod

@@ -183,6 +183,11 @@ class PolicyFile(Strict):
             k.id for v in self.auth.vendors for k in v.keys
         }
         issuer_names = {o.name for o in self.auth.oidc}
+        names = [o.name for o in self.auth.oidc]
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            if any(o.browser is not None for o in self.auth.oidc if o.name == name):
+                # A session names its issuer: two with one name could not be told apart.
+                problems.append(f"auth.oidc: issuer name {name!r} is used more than once with browser sign-in")
         key_ids = [k.id for v in self.auth.vendors for k in v.keys]
         for key_id in sorted({k for k in key_ids if key_ids.count(k) > 1}):
             problems.append(f"auth.vendors: key id {key_id!r} is used more than once")

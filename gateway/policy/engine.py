@@ -34,9 +34,7 @@ def _rule_gaps(rule: Rule, principal: Principal, client_ip: IPAddress, ranges: R
         vendor_like = principal.method in (AuthMethod.VENDOR_HMAC, AuthMethod.OIDC)
         if not (vendor_like and names & set(rule.vendors)):
             gaps.append(f"vendors: not one of {', '.join(rule.vendors)}")
-    if rule.issuers is not None and not (
-        principal.method is AuthMethod.OIDC and principal.issuer in rule.issuers
-    ):
+    if rule.issuers is not None and not (principal.method in _SIGNED_IN and principal.issuer in rule.issuers):
         gaps.append(f"issuers: not one of {', '.join(rule.issuers)}")
     if rule.groups is not None and not principal.groups & set(rule.groups):
         gaps.append(f"groups: none of {', '.join(rule.groups)}")
@@ -54,6 +52,9 @@ def _rule_gaps(rule: Rule, principal: Principal, client_ip: IPAddress, ranges: R
 
 Ranges = tuple[tuple[int, int, int], ...]  # (version, first, last) as integers
 _VENDORISH = (AuthMethod.VENDOR_HMAC, AuthMethod.OIDC)
+# An issuer vouches for its bearer tokens and for the browser sessions signed in with it alike; a
+# browser session is never a vendor (it is an employee's browser).
+_SIGNED_IN = (AuthMethod.OIDC, AuthMethod.BROWSER_SESSION)
 
 
 def _ranges(rule: Rule) -> Ranges | None:
@@ -119,7 +120,7 @@ class CompiledRule:
             method in _VENDORISH and (principal.issuer in self.vendors or principal.key_id in self.vendors)
         ):
             return False
-        if self.issuers is not None and not (method is AuthMethod.OIDC and principal.issuer in self.issuers):
+        if self.issuers is not None and not (method in _SIGNED_IN and principal.issuer in self.issuers):
             return False
         if self.groups is not None and self.groups.isdisjoint(principal.groups):
             return False

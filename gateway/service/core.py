@@ -16,6 +16,7 @@ from gateway.auth import AuthRequest
 from gateway.backends import FileSource
 from gateway.cache import SharedUrlCache, UrlCache
 from gateway.errors import (
+    CrossSiteRefused,
     Forbidden,
     GatewayError,
     InvalidKey,
@@ -93,6 +94,10 @@ class GatewayService:
             await self._audit(ctx, "authenticate", None, None, _UNAUTHENTICATED, exc.status,
                               started=time.perf_counter())
             raise
+        except CrossSiteRefused as exc:  # a browser session sent by a page that is not an embedder
+            self.metrics.auth_failures.labels("session", exc.reason).inc()
+            await self._audit(ctx, "authenticate", None, None, _CROSS_SITE, exc.status, started=time.perf_counter())
+            raise
         ctx.principal = principal
         return ctx
 
@@ -118,7 +123,7 @@ class GatewayService:
         decision = ds.decide(ctx.principal, ctx.client_ip, key)
         if not decision.allowed:
             self.metrics.decisions.labels("deny", decision.reason or "none").inc()
-            refused = refusal(ctx, ds, decision)
+            refused = refusal(ctx, ds, decision, sign_in=bool(state.browsers))
             await self._audit(ctx, action, dataset, key, decision, refused.status, started=started)
             raise refused
         self._tally.inc(self._allowed)
@@ -152,7 +157,7 @@ class GatewayService:
         probe = ds.decide(ctx.principal, ctx.client_ip, "")
         if not probe.allowed and probe.reason is not DenyReason.KEY_NOT_ALLOWED:
             # No rule admits this caller at all (rules do not depend on the key): refuse the batch.
-            refused = refusal(ctx, ds, probe)
+            refused = refusal(ctx, ds, probe, sign_in=bool(self.holder.current.browsers))
             await self._audit(ctx, "sign_batch", dataset, None, probe, refused.status, started=started)
             raise refused
         results: list[BatchItem | None] = [None] * len(keys)
@@ -250,7 +255,7 @@ class GatewayService:
     async def _unknown_dataset(self, ctx: RequestContext, name: str, action: str, started: float) -> NoReturn:
         exc: GatewayError = UnknownDataset(f"there is no dataset named {name[:64]!r}")
         if ctx.principal.anonymous:
-            exc = anonymous_refusal()
+            exc = anonymous_refusal(sign_in=bool(self.holder.current.browsers))
         await self._deny(ctx, action, name[:64], None, DenyReason.UNKNOWN_DATASET, exc, started)
 
     async def _deny(self, ctx: RequestContext, action: str, dataset: str, key: str | None,
@@ -279,6 +284,7 @@ class GatewayService:
 
 _UNAUTHENTICATED = Decision(False, reason=DenyReason.UNAUTHENTICATED)
 _BAD_REQUEST = Decision(False, reason=DenyReason.BAD_REQUEST)
+_CROSS_SITE = Decision(False, reason=DenyReason.CROSS_SITE)
 
 
 def _json_type(value: object) -> str:

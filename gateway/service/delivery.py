@@ -102,7 +102,7 @@ class ProxyReads:
             decision = ds.decide(ctx.principal, ctx.client_ip, key)
             if not decision.allowed:
                 service.metrics.decisions.labels("deny", decision.reason or "none").inc()
-                refused = refusal(ctx, ds, decision)
+                refused = refusal(ctx, ds, decision, sign_in=bool(service.holder.current.browsers))
                 await service._audit(ctx, "proxy", dataset, key, decision, refused.status, started=started)
                 raise refused
         service._tally.inc(service._allowed)

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gateway.auth import AuthChain
+from gateway.auth.browser_client import BrowserClient
+from gateway.auth.session_auth import SessionAuthenticator
 from gateway.backends import Backend, ObjectSource
 from gateway.policy import CompiledPolicy
 
@@ -19,6 +21,15 @@ class State:
     cors_origins: frozenset[str]
     loaded_at: float = field(default_factory=time.time)
     sources: Mapping[str, ObjectSource] = field(default_factory=dict)  # proxy datasets' object readers
+    # Browser sign-in: a client per issuer with ``browser:`` (by name), and the session check.
+    browsers: Mapping[str, BrowserClient] = field(default_factory=dict)
+    sessions: SessionAuthenticator | None = None
+    # Origins whose pages may use the browser session (credentialed CORS is for them only).
+    embedders: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        embedders = frozenset(o for client in self.browsers.values() for o in client.browser.embedders)
+        object.__setattr__(self, "embedders", embedders)
 
     @property
     def version(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import ipaddress
 import json
@@ -36,7 +37,7 @@ def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 def test_the_required_scenarios_exist() -> None:
     assert {"s3-irsa", "gcs-workload-identity", "ingress-tls", "existing-secret", "monitoring",
-            "proxy-delivery"} <= set(SCENARIOS)
+            "proxy-delivery", "browser-sign-in"} <= set(SCENARIOS)
 
 
 @pytest.mark.parametrize("scenario", ALL)
@@ -168,11 +169,13 @@ def test_secrets_come_from_the_chart_or_an_existing_secret(rendered: dict[str, R
         expected = set(r.values.get("secrets", {}).get("vendorKeys", {}))
         expected |= {"GATEWAY_SIGNING_KEY"} if r.values["secrets"].get("signingKey") else set()
         expected |= {"GATEWAY_REDIS_URL"} if r.values["secrets"].get("redisUrl") else set()
+        expected |= {"GATEWAY_SESSION_KEYS"} if r.values["secrets"].get("sessionKeys") else set()
+        expected |= set(r.values["secrets"].get("oidcClientSecrets", {}))
         assert set(secret["data"]) == expected
     else:
         assert refs == [] and secret_volumes == []
     # Nothing secret is ever a plain env value in the Deployment.
-    for name in ("GATEWAY_SIGNING_KEY",):
+    for name in ("GATEWAY_SIGNING_KEY", "GATEWAY_SESSION_KEYS"):
         assert name not in r.env()
 
 
@@ -322,6 +325,8 @@ def test_topology_spread_selects_the_gateway_pods(rendered: dict[str, Rendered],
     (["--set", "externalRedis.url=rediss+cluster://r:6379/", "--set", "externalRedis.auth=elasticache-iam"],
      "needs externalRedis.username"),
     (["--set", "externalRedis.url=redis://r:6379/0", "--set", "externalRedis.auth=ldap"], "auth"),
+    (["--set", "secrets.sessionKeys={short}"], "sessionKeys"),
+    (["--set", "secrets.existingSecret=x", "--set", "secrets.oidcClientSecrets.OKTA=s"], "existingSecret"),
 ])
 def test_contradictory_or_invalid_values_are_refused(helm_bin: Path, args: list[str], message: str) -> None:
     result = template(helm_bin, *args, check=False)
@@ -385,6 +390,13 @@ def test_vendor_secrets_named_by_the_policy_are_delivered(rendered: dict[str, Re
     secrets = r.all("Secret")
     keys = set(secrets[0]["data"]) if secrets else set()
     mount = next((m["mountPath"] for m in r.container()["volumeMounts"] if m["name"] == "secrets"), None)
+    browser = [issuer.browser for issuer in policy.auth.oidc if issuer.browser is not None]
+    if browser:  # browser sign-in needs its session keys and client secrets
+        assert "GATEWAY_SESSION_KEYS" in keys
+        Settings(session_keys=base64.b64decode(secrets[0]["data"]["GATEWAY_SESSION_KEYS"]).decode())
+    for sign_in in browser:
+        file = sign_in.client_secret_file
+        assert sign_in.client_secret_env in keys or (file is not None and file.name in keys)
     for vendor in policy.auth.vendors:
         for key in vendor.keys:
             if key.secret_env is not None:

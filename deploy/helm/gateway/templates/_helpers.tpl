@@ -65,7 +65,7 @@ The policy ConfigMap: the chart's, or the one the user manages.
 Whether the chart renders its own Secret: only without existingSecret, and only with something in it.
 */}}
 {{- define "gateway.createSecret" -}}
-{{- if and (not .Values.secrets.existingSecret) (or .Values.secrets.signingKey .Values.secrets.redisUrl .Values.secrets.vendorKeys) -}}
+{{- if and (not .Values.secrets.existingSecret) (or .Values.secrets.signingKey .Values.secrets.redisUrl .Values.secrets.vendorKeys .Values.secrets.sessionKeys .Values.secrets.oidcClientSecrets) -}}
 true
 {{- end }}
 {{- end }}
@@ -110,8 +110,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 Refuse contradictory values at render time, with a message that says what to change.
 */}}
 {{- define "gateway.validate" -}}
-{{- if and .Values.secrets.existingSecret (or .Values.secrets.signingKey .Values.secrets.redisUrl .Values.secrets.vendorKeys) }}
-{{- fail "secrets.existingSecret is set: put GATEWAY_SIGNING_KEY, GATEWAY_REDIS_URL and vendor keys in that Secret, and leave secrets.signingKey, secrets.redisUrl and secrets.vendorKeys empty" }}
+{{- if and .Values.secrets.existingSecret (or .Values.secrets.signingKey .Values.secrets.redisUrl .Values.secrets.vendorKeys .Values.secrets.sessionKeys .Values.secrets.oidcClientSecrets) }}
+{{- fail "secrets.existingSecret is set: put GATEWAY_SIGNING_KEY, GATEWAY_REDIS_URL, GATEWAY_SESSION_KEYS, vendor keys and OIDC client secrets in that Secret, and leave secrets.signingKey, secrets.redisUrl, secrets.vendorKeys, secrets.sessionKeys and secrets.oidcClientSecrets empty" }}
 {{- end }}
 {{- if and .Values.redis.enabled .Values.secrets.redisUrl }}
 {{- fail "redis.enabled and secrets.redisUrl are both set: use the bundled Redis or your own, not both" }}
