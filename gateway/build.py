@@ -3,7 +3,6 @@ and audit sinks by their configured kind (part of the composition root)."""
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -36,7 +35,7 @@ from gateway.metrics import Metrics
 from gateway.policy import compile_policy
 from gateway.redis_client import SharedRedis
 from gateway.service import State
-from gateway.settings import Settings
+from gateway.settings import Settings, is_loopback_host
 
 log = logging.getLogger("gateway")
 
@@ -46,11 +45,7 @@ def check_dev_mode(settings: Settings) -> None:
     problems = []
     if not settings.dev_mode:
         problems.append("GATEWAY_DEV_PRINCIPAL needs GATEWAY_DEV_MODE=true")
-    try:
-        loopback = ipaddress.ip_address(settings.host).is_loopback
-    except ValueError:
-        loopback = settings.host == "localhost"
-    if not loopback:
+    if not is_loopback_host(settings.host):
         problems.append(f"development mode listens on loopback only, not {settings.host}")
     if problems:
         raise ConfigError("development mode", problems)
@@ -232,11 +227,7 @@ class StateBuilder:
 
 def _loopback(origin: str) -> bool:
     """Plain http is for loopback only: browsers keep Secure cookies there (and nowhere else)."""
-    host = urlsplit(origin).hostname or ""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
+    return is_loopback_host(urlsplit(origin).hostname or "")
 
 
 def audit_log(config: AuditConfig, settings: Settings, metrics: Metrics, redis: SharedRedis | None) -> AuditLog:

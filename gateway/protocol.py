@@ -5,9 +5,9 @@ its request head, nor on how large the head may grow (one 64 MiB header was answ
 streaming unfinished headers took a worker from 206 to 429 MB), and it answers requests it cannot
 parse in plain text. This subclass adds, per connection:
 
-- a **head deadline**: a connection's first request head, and every later one from its first
-  byte, must arrive within ``head_timeout`` seconds, else ``408`` and the connection is closed
-  (an idle keep-alive connection is closed by uvicorn's own ``timeout_keep_alive``);
+- a **head deadline**: a connection's first request head, counted from the moment it opens, and
+  every later one from its first byte, must arrive within ``head_timeout`` seconds, else ``408``
+  and the connection is closed (an idle keep-alive connection is closed by uvicorn's own ``timeout_keep_alive``);
 - **head limits**: at most ``max_head_bytes`` of request line and headers and ``max_headers``
   header lines, else ``431``; the bytes buffered for an unfinished head never exceed the limit by
   more than one read;
@@ -38,7 +38,7 @@ _REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header 
 
 @dataclass(frozen=True)
 class Limits:
-    head_timeout: float = 10.0
+    head_timeout: float = 5.0
     max_head_bytes: int = 65_536
     max_headers: int = 100
 

@@ -99,7 +99,7 @@ class Runtime:
                                       gateway_urls=urls)
         self.proxy = ProxyReads(self.service, urls)
         self.signin = SignInService(self.holder, keys=keys, store=sessions, replay=replay, audit=self.audit,
-                                    metrics=self.metrics, public_url=settings.public_url or settings.base_url(),
+                                    metrics=self.metrics, public_url=settings.base_url(),
                                     clock=clock)
         self.reloader: PolicyReloader | None = None
         if settings.config is not None:

@@ -44,6 +44,14 @@ def _split_csv(value: object) -> object:
     return value
 
 
+
+def is_loopback_host(host: str) -> bool:
+    """An IP literal on loopback, or ``localhost`` (the only name that resolves there by definition)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host.lower() == "localhost"
+
 class Settings(BaseSettings):
     """Every field is also an environment variable: ``config`` is ``GATEWAY_CONFIG`` and so on."""
 

@@ -290,3 +290,63 @@ def test_scanner_resolves_relative_and_package_imports() -> None:
 )
 def test_layer_rules(module: str, target: str, allowed: bool) -> None:
     assert (violation(Import(module, target, 1)) is None) is allowed
+
+
+# -- one path that decides, one that refuses (issue 11) ------------------------------------------
+
+# The offline `gateway explain` command prints a decision; it answers no request.
+DECIDERS_OUTSIDE_SERVICE = {"gateway.cli"}
+
+
+def _calls(tree: ast.AST, attribute: str) -> list[ast.Call]:
+    return [node for node in ast.walk(tree) if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute) and node.func.attr == attribute]
+
+
+def _functions(tree: ast.AST) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
+    return [node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)]
+
+
+def decision_sites(modules: dict[str, str]) -> list[str]:
+    """Where a policy decision is taken but not refused through GatewayService.refused: each entry
+    names the offending module and function. Empty when every decision has one way to say no."""
+    problems = []
+    for name, source in modules.items():
+        tree = ast.parse(source)
+        if not _calls(tree, "decide"):
+            continue
+        if not name.startswith("gateway.service") and name not in DECIDERS_OUTSIDE_SERVICE:
+            problems.append(f"{name} decides outside the service layer")
+            continue
+        if name in DECIDERS_OUTSIDE_SERVICE:
+            continue
+        for function in _functions(tree):
+            if _calls(function, "decide") and not _calls(function, "refused"):
+                problems.append(f"{name}.{function.name} decides but does not refuse through refused()")
+    return problems
+
+
+def test_every_decision_is_refused_in_one_place() -> None:
+    sources = {name: path.read_text(encoding="utf-8") for name, path in _all_modules().items()}
+    assert decision_sites(sources) == []
+    # And the one place that shapes a refusal for the caller is GatewayService.refused.
+    shapers = [(name, function.name) for name, source in sources.items()
+               for function in _functions(ast.parse(source))
+               if any(isinstance(c.func, ast.Name) and c.func.id == "refusal" for c in ast.walk(function)
+                      if isinstance(c, ast.Call))]
+    assert shapers == [("gateway.service.core", "refused")]
+
+
+def test_there_is_no_second_object_route() -> None:
+    # The fast lane that answered repeats by itself is gone; the object route is gateway.api.objects.
+    assert "gateway.api.fastlane" not in _all_modules()
+    assert [name for name in _all_modules() if "fastlane" in name or "fast_lane" in name] == []
+
+
+def test_the_decision_finder_sees_a_stray_decision() -> None:
+    stray = "async def read(ds, ctx):\n    d = ds.decide(ctx.principal, ctx.client_ip, 'k')\n    raise d\n"
+    assert decision_sites({"gateway.api.objects": stray}) == ["gateway.api.objects decides outside the service layer"]
+    assert decision_sites({"gateway.service.x": stray}) == [
+        "gateway.service.x.read decides but does not refuse through refused()"]
+    fine = "async def read(self, ds, ctx):\n    d = ds.decide(1, 2, 3)\n    await self.refused(ctx, d)\n"
+    assert decision_sites({"gateway.service.x": fine}) == []

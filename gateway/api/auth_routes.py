@@ -12,13 +12,12 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from gateway.api.context import header_map, raw_path, request_context
+from gateway.api.context import auth_request, read_body, request_context
 from gateway.api.errors import error_response, json_response
 from gateway.api.objects import rfc3339
-from gateway.auth import AuthRequest
-from gateway.auth.client_ip import ForwardedHeader, client_address
+from gateway.auth.client_ip import ForwardedHeader
 from gateway.config import Network, origin_of
-from gateway.errors import BadRequest, NotFound, PayloadTooLarge, SignInFailed
+from gateway.errors import BadRequest, NotFound, SignInFailed
 from gateway.logs import request_id_var
 from gateway.service import GatewayService
 from gateway.service.signin import Redirect, SessionView, SignInService
@@ -88,7 +87,7 @@ def auth_router(signin: SignInService, service: GatewayService, *, trusted_proxi
     @router.post("/logout", summary="End the browser session")
     async def logout(request: Request) -> Response:
         enabled()
-        form = parse_qs((await _body(request)).decode("latin-1"))
+        form = parse_qs((await read_body(request, MAX_FORM, "the sign-out form")).decode("latin-1"))
         ctx = await request_context(request.scope, service, trusted, authenticate=False,
                                     forwarded_header=forwarded_header)
         navigate = request.headers.get("sec-fetch-mode") == "navigate"
@@ -106,7 +105,7 @@ def auth_router(signin: SignInService, service: GatewayService, *, trusted_proxi
     @router.api_route("/session", methods=["GET", "HEAD"], summary="Whether this browser is signed in, as whom")
     async def session(request: Request) -> Response:
         enabled()
-        view = await signin.status(_auth_request(request, trusted, forwarded_header))
+        view = await signin.status(auth_request(request.scope, trusted, forwarded_header, session_route=True))
         return json_response(_view_json(signin, view), 200, NO_STORE)
 
     @router.get("", include_in_schema=False)
@@ -117,7 +116,8 @@ def auth_router(signin: SignInService, service: GatewayService, *, trusted_proxi
     @router.get("/", summary="The sign-in page")
     async def page(request: Request) -> Response:
         enabled()
-        view = await signin.status(_auth_request(request, trusted, forwarded_header), check_embedder=False)
+        request_ = auth_request(request.scope, trusted, forwarded_header, session_route=True)
+        view = await signin.status(request_, check_embedder=False)
         issuers = " ".join(sorted({o for c in signin.holder.current.browsers.values()
                                    if (o := origin_of(c.issuer.issuer))}))
         headers = {
@@ -131,24 +131,6 @@ def auth_router(signin: SignInService, service: GatewayService, *, trusted_proxi
         return Response(_page(signin, view, target), media_type="text/html; charset=utf-8", headers=headers)
 
     return router
-
-
-def _auth_request(request: Request, trusted: tuple[Network, ...], forwarded_header: ForwardedHeader) -> AuthRequest:
-    scope = request.scope
-    headers = header_map(scope)
-    client = scope.get("client")
-    ip, _ = client_address(client[0] if client else None, headers, trusted, header=forwarded_header)
-    return AuthRequest(scope["method"], raw_path(scope).decode("latin-1"),
-                       scope.get("query_string", b"").decode("latin-1"), headers, ip, session_route=True)
-
-
-async def _body(request: Request) -> bytes:
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM:
-            raise PayloadTooLarge(f"the sign-out form is larger than {MAX_FORM} bytes")
-    return body
 
 
 def _when(timestamp: float) -> str:

@@ -14,15 +14,14 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
-from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from gateway.api.context import request_context
+from gateway.api.context import read_body, request_context
 from gateway.api.errors import json_response
 from gateway.api.objects import rfc3339
 from gateway.auth.client_ip import ForwardedHeader
 from gateway.config import Network
-from gateway.errors import BadRequest, ClientClosedRequest, GatewayError, PayloadTooLarge, UnsupportedMediaType
+from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, UnsupportedMediaType
 from gateway.service import GatewayService
 
 MAX_KEY_JSON = 1100  # bytes per key in a batch body, generously: 1024-byte keys plus quoting
@@ -42,7 +41,7 @@ def batch_router(service: GatewayService, *, trusted_proxies: Sequence[Network],
             raise UnsupportedMediaType("send the batch as Content-Type: application/json")
         ctx = await request_context(request.scope, service, trusted, forwarded_header=forwarded_header)
         limit = service.batch_limit
-        body = await _read_body(request, limit * MAX_KEY_JSON + 4096)
+        body = await read_body(request, limit * MAX_KEY_JSON + 4096)
         try:
             dataset, keys = _parse(body)
             if len(keys) > limit:
@@ -100,20 +99,3 @@ def _too_deep(value: Any) -> bool:
         if not level:
             return False
     return any(isinstance(item, list | dict) for item in level)
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the body is larger than {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"the body is larger than {limit} bytes")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise ClientClosedRequest("the client went away before its request body arrived") from None
-    return b"".join(chunks)

@@ -7,11 +7,12 @@ import re
 from collections.abc import Sequence
 from urllib.parse import unquote
 
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import Scope
 
 from gateway.auth import AuthRequest
 from gateway.auth.client_ip import ForwardedHeader, client_address
-from gateway.errors import NotFound
+from gateway.errors import ClientClosedRequest, NotFound, PayloadTooLarge
 from gateway.logs import request_id_var
 from gateway.models import RequestContext
 from gateway.service import GatewayService
@@ -39,24 +40,50 @@ def raw_path(scope: Scope) -> bytes:
     return str(scope["path"]).encode("utf-8", "surrogateescape")
 
 
+def auth_request(scope: Scope, trusted: Sequence[Network], forwarded_header: ForwardedHeader,
+                 headers: dict[str, str] | None = None, session_route: bool = False) -> AuthRequest:
+    """What authentication reads from this request, the client's address resolved once."""
+    headers = header_map(scope) if headers is None else headers
+    client = scope.get("client")
+    ip, text = client_address(client[0] if client else None, headers, trusted, header=forwarded_header)
+    return AuthRequest(scope["method"], raw_path(scope).decode("latin-1"),
+                       scope.get("query_string", b"").decode("latin-1"), headers, ip, session_route,
+                       client_text=text)
+
+
 async def request_context(
     scope: Scope, service: GatewayService, trusted: Sequence[Network], *, authenticate: bool = True,
     headers: dict[str, str] | None = None, forwarded_header: ForwardedHeader = "x-forwarded-for",
     session_route: bool = False,
 ) -> RequestContext:
-    headers = header_map(scope) if headers is None else headers
-    client = scope.get("client")
-    ip, text = client_address(client[0] if client else None, headers, trusted, header=forwarded_header)
-    request_id = request_id_var.get() or "-"
-    user_agent = headers.get("user-agent", "")
+    request = auth_request(scope, trusted, forwarded_header, headers, session_route)
+    base = RequestContext(request_id_var.get() or "-", request.client_ip, request.headers.get("user-agent", ""),
+                          client_text=request.client_text)
     if not authenticate:
-        return RequestContext(request_id, ip, user_agent, client_text=text)
-    auth_request = AuthRequest(scope["method"], raw_path(scope).decode("latin-1"),
-                               scope.get("query_string", b"").decode("latin-1"), headers, ip, session_route)
-    ctx = await service.authenticate(auth_request, RequestContext(request_id, ip, user_agent, client_text=text))
-    if auth_request.renewal is not None:
-        ctx.session_cookie = auth_request.renewal
+        return base
+    ctx = await service.authenticate(request, base)
+    if request.renewal is not None:
+        ctx.session_cookie = request.renewal
     return ctx
+
+
+async def read_body(request: Request, limit: int, what: str = "the body") -> bytes:
+    """The whole body, refused as soon as it passes ``limit`` (413); a client that leaves before it
+    arrives is 499, not an error of the gateway's."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"{what} is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"{what} is larger than {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientClosedRequest("the client went away before its request body arrived") from None
+    return b"".join(chunks)
 
 
 def split_path(path: bytes, prefix: bytes, middle: bytes) -> tuple[str, bytes]:

@@ -14,14 +14,13 @@ answered whatever the ``Host``: Kubernetes sends the pod's IP.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from starlette.types import Scope
 
 from gateway.errors import BadRequest, GatewayError, MisdirectedRequest
-from gateway.settings import Settings
+from gateway.settings import Settings, is_loopback_host
 
 PROBES = ("/healthz", "/readyz")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -39,38 +38,36 @@ def _split(entry: str) -> tuple[str, int | None]:
 
 
 class HostCheck:
-    def __init__(self, names: Iterable[str]) -> None:
+    def __init__(self, names: Iterable[str], *, bare: Iterable[str] = ()) -> None:
         self.any_port: set[bytes] = set()
         self.exact: set[bytes] = set()
+        # Names allowed only without a port: the public URL's, when its port is the scheme's default.
+        self.bare = {_split(name)[0].encode() for name in bare}
         for name in names:
             host, port = _split(name)
             if port is None:
                 self.any_port.add(host.encode())
             else:
                 self.exact.add(f"{host}:{port}".encode())
-        self.names = sorted(n.decode() for n in self.any_port | self.exact)
+        self.names = sorted(n.decode() for n in self.any_port | self.exact | self.bare)
 
     @classmethod
     def of(cls, settings: Settings) -> HostCheck | None:
         """The settings' allow-list (None when it is ``*``), or the default (module docstring)."""
         if settings.allowed_hosts:
             return None if "*" in settings.allowed_hosts else cls(settings.allowed_hosts)
-        names = []
+        names, bare = [], []
         url = urlsplit(settings.base_url())
         if url.hostname:
             port = url.port or _DEFAULT_PORTS.get(url.scheme, 80)
             host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname
             names.append(f"{host}:{port}")
             if port == _DEFAULT_PORTS.get(url.scheme):
-                names.append(host)  # browsers leave a default port out of Host
+                bare.append(host)  # browsers leave a default port out of Host
         names.append(f"[{settings.host}]" if ":" in settings.host else settings.host)
-        try:
-            loopback = ipaddress.ip_address(settings.host).is_loopback
-        except ValueError:
-            loopback = settings.host == "localhost"
-        if loopback:
+        if is_loopback_host(settings.host):
             names += ["localhost", "127.0.0.1", "[::1]"]
-        return cls(names)
+        return cls(names, bare=bare)
 
     def allows(self, host: bytes | None, scope: Scope) -> bool:
         if host is None:
@@ -80,8 +77,10 @@ class HostCheck:
             return True
         name, _, port = host.rpartition(b":")
         if not port.isdigit() or name.endswith(b":"):
-            name = host  # no port (IPv6 literals keep their brackets)
-        return name.rstrip(b".") in self.any_port or host.rstrip(b".") in self.exact
+            name = host.rstrip(b".")  # no port (IPv6 literals keep their brackets)
+            return name in self.any_port or name in self.bare
+        name = name.rstrip(b".")
+        return name in self.any_port or name + b":" + port in self.exact
 
     def refusal(self, host: bytes | None, count: int) -> GatewayError:
         if count > 1:

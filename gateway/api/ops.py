@@ -28,9 +28,10 @@ def ops_router(*, readiness: Readiness, metrics: Metrics | None, detailed: bool)
 
     @router.get("/readyz", summary="Readiness: policy, backends, cache")
     async def readyz() -> Response:
+        # 200 whenever this process answers: it cannot run without a valid policy, and with Redis
+        # down or a backend failing it still serves (the body says "degraded" and why).
         body = await readiness()
-        status = 200 if body["status"] != "unavailable" else 503
-        return json_response(body if detailed else {"status": body["status"]}, status, {"Cache-Control": "no-store"})
+        return json_response(body if detailed else {"status": body["status"]}, 200, {"Cache-Control": "no-store"})
 
     if metrics is None:
         return router

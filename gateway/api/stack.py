@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.api.auth_routes import auth_router
 from gateway.api.batch import batch_router
 from gateway.api.edge import EdgeMiddleware
-from gateway.api.errors import error_body, error_response, json_response
+from gateway.api.errors import error_body, error_response, internal_error, json_response
 from gateway.api.hosts import HostCheck
 from gateway.api.objects import ObjectRoutes
 from gateway.api.ops import Readiness, ops_router
@@ -109,6 +109,11 @@ def _json_errors(routes: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
         return json_response(error_body(code, str(exc.detail).lower(), request_id()), exc.status_code,
                              dict(exc.headers or {}))
+
+    @routes.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        # Starlette answers a bug with plain text, then re-raises: the edge logs it (once).
+        return internal_error(request_id())
 
     @routes.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:

@@ -28,6 +28,7 @@ class AuthRequest:
     session_route: bool = False
     # Set by the session authenticator: a renewed session cookie (Set-Cookie) for the answer.
     renewal: str | None = None
+    client_text: str = ""  # client_ip as text, when the edge has it already (audit records)
 
 
 class Authenticator(Protocol):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from enum import StrEnum
 
 from cryptography.exceptions import InvalidTag
@@ -124,7 +124,3 @@ def set_cookie(name: str, value: str, *, max_age: int, same_site: str) -> str:
 def clear_cookie(name: str, *, same_site: str) -> str:
     """Deletes the cookie: the same name and attributes, an empty value, Max-Age=0."""
     return set_cookie(name, "", max_age=0, same_site=same_site)
-
-
-def header_of(headers: Mapping[str, str]) -> str:
-    return headers.get("cookie", "")

@@ -49,7 +49,7 @@ class PasswordFileProvider(CredentialProvider):
         return (self.username, password) if self.username else (password,)
 
     async def get_credentials_async(self) -> Credentials:
-        return self.get_credentials()
+        return await asyncio.to_thread(self.get_credentials)  # a file read; a mounted volume may be slow
 
 
 class _RenewedToken(CredentialProvider):

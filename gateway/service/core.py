@@ -122,10 +122,7 @@ class GatewayService:
             await self._deny(ctx, action, dataset, None, DenyReason.INVALID_KEY, exc, started)
         decision = ds.decide(ctx.principal, ctx.client_ip, key)
         if not decision.allowed:
-            self.metrics.decisions.labels("deny", decision.reason or "none").inc()
-            refused = refusal(ctx, ds, decision, sign_in=bool(state.browsers))
-            await self._audit(ctx, action, dataset, key, decision, refused.status, started=started)
-            raise refused
+            await self.refused(ctx, action, ds, key, decision, started)
         self._tally.inc(self._allowed)
         cache: str | None = "hit"
         url: SignedUrl | None
@@ -151,15 +148,14 @@ class GatewayService:
         state = self.holder.current
         ds = await self._dataset(ctx, state, dataset, "sign_batch", started)
         limit = state.policy.source.defaults.batch_limit
-        if len(keys) > limit:
-            raise PayloadTooLarge(f"a batch holds at most {limit} keys; got {len(keys)}")
+        if len(keys) > limit:  # the HTTP route checks it before reading the keys; callers of the service may not
+            too_many = PayloadTooLarge(f"a batch holds at most {limit} keys; got {len(keys)}")
+            await self._deny(ctx, "sign_batch", dataset, None, DenyReason.BAD_REQUEST, too_many, started)
         await self._rate_limit(ctx, ds, len(keys), "sign_batch", started)  # every key counts
         probe = ds.decide(ctx.principal, ctx.client_ip, "")
         if not probe.allowed and probe.reason is not DenyReason.KEY_NOT_ALLOWED:
             # No rule admits this caller at all (rules do not depend on the key): refuse the batch.
-            refused = refusal(ctx, ds, probe, sign_in=bool(self.holder.current.browsers))
-            await self._audit(ctx, "sign_batch", dataset, None, probe, refused.status, started=started)
-            raise refused
+            await self.refused(ctx, "sign_batch", ds, None, probe, started)
         results: list[BatchItem | None] = [None] * len(keys)
         allowed: list[tuple[int, str]] = []
         denied = 0
@@ -230,6 +226,15 @@ class GatewayService:
         return LocalFile(path, max(0, int(exp) - int(now)), backend.etag_key)
 
     # -- helpers ----------------------------------------------------------------------------
+    async def refused(self, ctx: RequestContext, action: str, ds: CompiledDataset, key: str | None,
+                      decision: Decision, started: float) -> NoReturn:
+        """The policy said no: counted, audited, and raised as what this caller may hear (every
+        route that decides refuses here)."""
+        self.metrics.decisions.labels("deny", decision.reason or "none").inc()
+        refused = refusal(ctx, ds, decision, sign_in=bool(self.holder.current.browsers))
+        await self._audit(ctx, action, ds.name, key, decision, refused.status, started=started)
+        raise refused
+
     def _gateway_urls(self, ctx: RequestContext, ds: CompiledDataset, keys: list[str]) -> list[SignedUrl]:
         """A proxy dataset's URLs: the gateway's own, bound to this client's address (an HMAC each:
         nothing worth caching). See gateway/service/gateway_urls.py."""
@@ -241,9 +246,9 @@ class GatewayService:
 
     async def _rate_limit(self, ctx: RequestContext, ds: CompiledDataset, cost: int, action: str,
                           started: float) -> None:
-        refusal = await self.limits.spend(ctx, ds, cost)
-        if refusal is not None:
-            await self._deny(ctx, action, ds.name, None, DenyReason.RATE_LIMITED, refusal, started)
+        limited = await self.limits.spend(ctx, ds, cost)
+        if limited is not None:
+            await self._deny(ctx, action, ds.name, None, DenyReason.RATE_LIMITED, limited, started)
 
     async def _dataset(self, ctx: RequestContext, state: State, name: str, action: str,
                        started: float) -> CompiledDataset:

@@ -22,7 +22,7 @@ from gateway.keys import canonical_key
 from gateway.models import Decision, DenyReason, Fetched, FetchRequest, RequestContext
 from gateway.service.core import GatewayService
 from gateway.service.gateway_urls import GatewayUrls
-from gateway.service.refusals import ip_text, refusal
+from gateway.service.refusals import ip_text
 
 _RANGE = re.compile(r"bytes=([0-9]{0,15})-([0-9]{0,15})")
 _SIGNED_URL = Decision(True, rule="signed_url")
@@ -85,7 +85,7 @@ class ProxyReads:
         if ds.config.rate_limit is not None:
             await service._rate_limit(ctx, ds, 1, "proxy", started)
         try:
-            key = canonical_key(raw_key)
+            key = canonical_key(raw_key, ds.max_key_bytes)
         except InvalidKey as exc:
             await service._deny(ctx, "proxy", dataset, None, DenyReason.INVALID_KEY, exc, started)
         now = service.clock()
@@ -101,10 +101,7 @@ class ProxyReads:
         else:
             decision = ds.decide(ctx.principal, ctx.client_ip, key)
             if not decision.allowed:
-                service.metrics.decisions.labels("deny", decision.reason or "none").inc()
-                refused = refusal(ctx, ds, decision, sign_in=bool(service.holder.current.browsers))
-                await service._audit(ctx, "proxy", dataset, key, decision, refused.status, started=started)
-                raise refused
+                await service.refused(ctx, "proxy", ds, key, decision, started)
         service._tally.inc(service._allowed)
         source = state.sources[ds.name]
         try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import math
 
-from gateway.errors import PayloadTooLarge, RateLimited
+from gateway.errors import GatewayError, PayloadTooLarge, RateLimited
 from gateway.metrics import Metrics
 from gateway.models import RequestContext
 from gateway.policy import CompiledDataset
@@ -18,14 +18,14 @@ class RateLimits:
         self.limiter = limiter
         self.metrics = metrics
 
-    async def spend(self, ctx: RequestContext, ds: CompiledDataset, cost: int) -> RateLimited | None:
+    async def spend(self, ctx: RequestContext, ds: CompiledDataset, cost: int) -> GatewayError | None:
         """Spend ``cost`` for the caller; the refusal to raise (after auditing it) when over a limit.
-        A batch that could never fit raises PayloadTooLarge at once (no Retry-After to obey)."""
+        A batch that could never fit is refused at once with 413 (there is no Retry-After to obey)."""
         limit = ds.config.rate_limit
         if limit is None or self.limiter is None:
             return None
         if cost > limit.requests:
-            raise PayloadTooLarge(f"this batch has {cost} keys, more than the dataset's rate limit allows in "
+            return PayloadTooLarge(f"this batch has {cost} keys, more than the dataset's rate limit allows in "
                                   f"{limit.per:g}s ({limit.requests}); split it")
         subjects = [f"{ds.name}:ip:{ctx.client_ip}"]
         if not ctx.principal.anonymous:

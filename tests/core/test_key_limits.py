@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from gateway.errors import InvalidKey
 from gateway.models import RequestContext
 from gateway.runtime import Runtime
+from gateway.service.delivery import ReadRequest
 
 CTX = RequestContext("req", ipaddress.ip_address("10.1.2.3"))
 POLICY = """
@@ -20,6 +22,10 @@ audit: {sinks: [{kind: file, path: "%s"}]}
 datasets:
   tenant:
     backend: {kind: s3, bucket: acme-raw, prefix: tenant-a/, region: us-west-2, endpoint_url: "http://127.0.0.1:9/"}
+    rules: [{name: office, anonymous: true, networks: [10.0.0.0/8]}]
+  streamed:
+    backend: {kind: s3, bucket: acme-raw, prefix: tenant-a/, region: us-west-2, endpoint_url: "http://127.0.0.1:9/"}
+    delivery: proxy
     rules: [{name: office, anonymous: true, networks: [10.0.0.0/8]}]
 """
 
@@ -42,3 +48,14 @@ def test_the_prefix_counts_toward_the_limit_on_every_path(runtime: Runtime) -> N
     results = asyncio.run(runtime.service.sign_batch(CTX, "tenant", [fits, fits + "k"]))
     assert results[0].url is not None
     assert results[1].error == "invalid_key" and "1024-byte limit" in (results[1].detail or "")
+
+
+def test_the_prefix_counts_on_the_proxy_path_too(runtime: Runtime, tmp_path: Path) -> None:
+    """A streamed read of a key that cannot exist is the client's 400, before any upstream request
+    (the storage at 127.0.0.1:9 would make it a 503), and audited as such."""
+    fits = "k" * (1024 - len("tenant-a/"))
+    with pytest.raises(InvalidKey, match="1024-byte limit"):
+        asyncio.run(runtime.proxy.read(CTX, "streamed", fits + "k", ReadRequest()))
+    runtime.audit.close()
+    last = json.loads((tmp_path / "audit.jsonl").read_text().splitlines()[-1])
+    assert (last["action"], last["decision"], last["reason"], last["status"]) == ("proxy", "deny", "invalid_key", 400)

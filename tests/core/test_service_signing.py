@@ -168,12 +168,19 @@ def sign_batch(runtime: Runtime, keys: list[object], ctx: RequestContext = LOOPB
     return asyncio.run(runtime.service.sign_batch(ctx, "local", keys))
 
 
-def test_batch_over_the_limit_is_refused(local_runtime: Callable[..., Runtime]) -> None:
+def audited(runtime: Runtime, tmp_path: Path) -> list[tuple[str, str, str | None, int]]:
+    runtime.audit.close()
+    records = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    return [(r["action"], r["decision"], r.get("reason"), r["status"]) for r in records]
+
+
+def test_batch_over_the_limit_is_refused_and_audited(local_runtime: Callable[..., Runtime], tmp_path: Path) -> None:
     runtime = local_runtime(batch_limit=3)
     assert len(sign_batch(runtime, ["a", "b", "c"])) == 3
     with pytest.raises(PayloadTooLarge) as info:
         sign_batch(runtime, ["a", "b", "c", "d"])
     assert info.value.status == 413
+    assert audited(runtime, tmp_path)[-1] == ("sign_batch", "deny", "bad_request", 413)
 
 
 def test_one_bad_key_never_fails_the_batch_and_order_is_kept(local_runtime: Callable[..., Runtime]) -> None:
@@ -214,6 +221,7 @@ def test_a_batch_larger_than_the_rate_limit_is_413_not_a_retry_forever(
     with pytest.raises(PayloadTooLarge) as info:
         sign_batch(runtime, ["a", "b", "c"])
     assert info.value.retry_after is None and "split it" in info.value.detail
+    assert audited(runtime, tmp_path)[-1] == ("sign_batch", "deny", "rate_limited", 413)
 
 
 def test_an_unknown_dataset_is_a_recorded_decision(local_runtime: Callable[..., Runtime], tmp_path: Path) -> None:

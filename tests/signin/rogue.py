@@ -32,6 +32,7 @@ class Rogue:
     metadata: dict[str, Any] = field(default_factory=dict)  # overrides of the discovery document
     nonces: dict[str, str] = field(default_factory=dict)  # code -> nonce
     token_requests: list[dict[str, list[str]]] = field(default_factory=list)
+    jwks_fetches: int = 0
 
     def claims(self, sent_nonce: str, /, **overrides: Any) -> dict[str, Any]:
         now = int(time.time())
@@ -75,6 +76,7 @@ def running_rogue(host: str = "127.0.0.4") -> Iterator[Rogue]:
             if parts.path == "/.well-known/openid-configuration":
                 return self._json(200, rogue.discovery())
             if parts.path == "/jwks":
+                rogue.jwks_fetches += 1
                 return self._json(200, rogue.jwks())
             if parts.path == "/authorize":
                 query = {k: v[0] for k, v in parse_qs(parts.query).items()}

@@ -125,9 +125,23 @@ def test_a_forged_id_token_is_refused(gw: RunningGateway, rogue: Rogue, forgery:
 
 def test_an_unknown_kid_is_looked_up_once_then_refused(gw: RunningGateway, rogue: Rogue) -> None:
     rogue.forge = lambda r, n: r.sign(r.claims(n), kid="never-published")
-    response = attempt(gw)
-    assert response.status_code in (400, 503), response.text  # 503 while a refetch is not allowed yet
-    assert_error(response, response.status_code)
+    before = rogue.jwks_fetches
+    first = attempt(gw)
+    looked_up = rogue.jwks_fetches - before
+    # The key set is fetched again for a kid it does not hold, unless an earlier test fetched it
+    # moments ago: then the gateway may not ask again yet and says when to retry (503).
+    if looked_up:
+        assert looked_up == 1
+        assert_error(first, 400)  # fetched again, still not there: a forgery
+    else:
+        assert_error(first, 503)
+        assert int(first.headers["retry-after"]) >= 1
+    # However many tokens name unknown kids, the issuer is not asked again within the interval.
+    for _ in range(3):
+        again = attempt(gw)
+        assert again.status_code in (400, 503) and again.status_code != 200
+        assert_error(again, again.status_code)
+    assert rogue.jwks_fetches - before == looked_up
 
 
 @pytest.mark.parametrize(("metadata", "words"), [
