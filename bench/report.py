@@ -172,8 +172,14 @@ def markdown(result: dict[str, Any]) -> str:
         if row["group"] == "batch":
             continue
         w = row.get("wrk")
-        if row["status"] == "skipped" or not w:
+        if row["status"] == "skipped" or (not w and row["status"] != "ok"):
             out.append(f"| {row['name']} | {row['server']} | | | | | | | | | | | {row['status']}: {row['reason']} |")
+            continue
+        if not w:  # measured without wrk (the slow readers): what they received, and the peak RSS
+            extra = row.get("extra", {})
+            got = (f"{extra['mb_received']} MB to {extra['readers_that_got_data']} of {extra['connections']} readers "
+                   f"in {extra['seconds']:g} s" if "mb_received" in extra else "")
+            out.append(f"| {row['name']} | {row['server']} | | | | | | {_mb(row['peak_rss_kb'])} | | | | | {got} |")
             continue
         notes = []
         if row["status"] != "ok":
