@@ -142,7 +142,11 @@ def slow(run: Run, server: Server) -> None:
     workers = server.worker_pids()
     row.peak_rss_cumulative = not all([reset_peak_rss(pid) for pid in workers])
     seconds = run.o.seconds
-    received = asyncio.run(_slow_readers(server.port, fx.objects_path(DATASET, HUGE), seconds))
+    answers = asyncio.run(_slow_readers(server.port, fx.objects_path(DATASET, HUGE), seconds))
+    received = [got for got, _ in answers]
+    refused = sorted({status for _, status in answers if status != "200"})
+    if refused:  # a refusal is a few bytes: the row would measure nothing and look fine
+        row.status, row.reason = "invalid", f"the slow readers were answered {', '.join(refused)}, not 200"
     row.peak_rss_kb = [status_kb(pid, "VmHWM") or 0 for pid in workers]
     row.extra.update(connections=SLOW_CONNECTIONS, seconds=seconds, mb_received=round(sum(received) / 2**20, 1),
                      readers_that_got_data=sum(1 for r in received if r > 0))
@@ -151,24 +155,29 @@ def slow(run: Run, server: Server) -> None:
     run.rows.append(row)
 
 
-async def _slow_readers(port: int, path: str, seconds: float) -> list[int]:
-    async def reader() -> int:
+async def _slow_readers(port: int, path: str, seconds: float) -> list[tuple[int, str]]:
+    """(bytes received, the answer's status code) of each slow reader."""
+
+    async def reader() -> tuple[int, str]:
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SLOW_READ)
         sock.setblocking(False)
         loop = asyncio.get_running_loop()
         await loop.sock_connect(sock, ("127.0.0.1", port))
-        await loop.sock_sendall(sock, f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
-        got, deadline = 0, time.monotonic() + seconds
+        # The Host must be one the gateway answers for (GATEWAY_ALLOWED_HOSTS: loopback names here).
+        await loop.sock_sendall(sock, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        got, status, deadline = 0, "", time.monotonic() + seconds
         try:
             while time.monotonic() < deadline:
                 chunk = await loop.sock_recv(sock, SLOW_READ)
                 if not chunk:
                     break
+                if not status:
+                    status = chunk[9:12].decode("latin-1")  # b"HTTP/1.1 200 OK"
                 got += len(chunk)
                 await asyncio.sleep(SLOW_TICK)
         finally:
             sock.close()
-        return got
+        return got, status or "no answer"
 
     return list(await asyncio.gather(*(reader() for _ in range(SLOW_CONNECTIONS))))
