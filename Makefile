@@ -27,7 +27,7 @@ lint: $(VENV)/.installed
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache
 
-## bench: the full benchmark (about 11 minutes); writes bench/results/latest.{json,md}
+## bench: the full benchmark (about 14 minutes); writes bench/results/latest.{json,md}
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench.run
 
