@@ -116,6 +116,19 @@ class MovableClock:
         return time.time() + self.offset
 
 
+
+def with_proxy_dataset(policy: Path, s3_store: str, *, bucket: str, prefix: str) -> Path:
+    """Add the dataset ``vault`` to a sign-in policy: ``delivery: proxy`` from the S3 server at
+    ``s3_store``, readable by the ``ml-team`` group of the issuer ``corp``."""
+    policy.write_text(policy.read_text() + f"""  vault:
+    delivery: proxy
+    backend: {{kind: s3, bucket: {bucket}, prefix: {prefix}, endpoint_url: {json.dumps(s3_store)},
+              addressing_style: path}}
+    rules:
+      - {{name: ml-team, issuers: [corp], groups: [ml-team]}}
+""")
+    return policy
+
 def gateway_app(port: int, policy: Path, *, keys: list[str], redis_url: str | None = None,
                 clock: Callable[[], float] = time.time, **settings: Any) -> GatewayApp:
     return create_app(Settings(port=port, config=policy, public_url=f"http://127.0.0.1:{port}",

@@ -10,7 +10,6 @@ Against the real oidc-provider, on the module gateway (local datasets: the sessi
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -23,7 +22,7 @@ from tests.delivery.conftest import BUCKET, OBJECTS, PREFIX, s3_env, s3_store
 from tests.e2e.helpers import assert_error
 from tests.oidc.harness import Provider
 from tests.signin.conftest import EMBEDDER, SignInGateway
-from tests.signin.support import Jar, MovableClock, gateway_app, session_key, sign_in, write_policy
+from tests.signin.support import Jar, MovableClock, gateway_app, session_key, sign_in, with_proxy_dataset, write_policy
 from tests.support import RunningGateway, serve_app
 
 __all__ = ["s3_env", "s3_store"]  # the delivery tests' s3rver, as fixtures of this module
@@ -134,13 +133,7 @@ def proxy_gw(provider: Provider, port_pool: Iterator[int], data: Path, s3_store:
     """A gateway whose dataset ``vault`` is ``delivery: proxy`` (the object's bytes, streamed)."""
     root = tmp_path_factory.mktemp("reissue-proxy")
     policy = write_policy(root / "policy.yaml", data, provider.issuer, embedders=[EMBEDDER])
-    policy.write_text(policy.read_text() + f"""  vault:
-    delivery: proxy
-    backend: {{kind: s3, bucket: {BUCKET}, prefix: {PREFIX}, endpoint_url: {json.dumps(s3_store)},
-              addressing_style: path}}
-    rules:
-      - {{name: ml-team, issuers: [corp], groups: [ml-team]}}
-""")
+    with_proxy_dataset(policy, s3_store, bucket=BUCKET, prefix=PREFIX)
     port = next(port_pool)
     with serve_app(gateway_app(port, policy, keys=[session_key()], clock=proxy_clock), port) as server:
         yield server

@@ -4,7 +4,6 @@ session is sent to sign in, and the session is refused from a site that is not a
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from tests.delivery.conftest import BUCKET, OBJECTS, PREFIX, s3_env, s3_store
 from tests.e2e.helpers import assert_error
 from tests.oidc.harness import Provider
 from tests.signin.conftest import EMBEDDER
-from tests.signin.support import Jar, gateway_app, session_key, sign_in, write_policy
+from tests.signin.support import Jar, gateway_app, session_key, sign_in, with_proxy_dataset, write_policy
 from tests.support import RunningGateway, serve_app
 
 __all__ = ["s3_env", "s3_store"]  # the delivery tests' s3rver, as fixtures of this module
@@ -29,13 +28,7 @@ def gw(provider: Provider, port_pool: Iterator[int], data: Path, s3_store: str, 
        tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
     root = tmp_path_factory.mktemp("proxy-session")
     policy = write_policy(root / "policy.yaml", data, provider.issuer, embedders=[EMBEDDER])
-    policy.write_text(policy.read_text() + f"""  vault:
-    delivery: proxy
-    backend: {{kind: s3, bucket: {BUCKET}, prefix: {PREFIX}, endpoint_url: {json.dumps(s3_store)},
-              addressing_style: path}}
-    rules:
-      - {{name: ml-team, issuers: [corp], groups: [ml-team]}}
-""")
+    with_proxy_dataset(policy, s3_store, bucket=BUCKET, prefix=PREFIX)
     port = next(port_pool)
     with serve_app(gateway_app(port, policy, keys=[session_key()]), port) as server:
         yield server
