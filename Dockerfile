@@ -2,33 +2,32 @@
 #
 # The gateway's container image: `docker build -t url-signing-gateway .`
 #
-# Two stages. "build" has the compilers and pip and builds one virtualenv under /opt/venv; "runtime"
-# copies only that virtualenv onto a fresh slim base, so no compiler, header or build cache ships.
-# The runtime runs as UID 10001, writes nothing but /tmp (read-only root filesystems work), and the
-# gateway is PID 1 through an exec-form ENTRYPOINT, so SIGTERM reaches uvicorn, which drains open
+# Two stages. "build" installs the gateway into one virtualenv under /opt/venv exactly as uv.lock pins it
+# (scripts/install-image: the lock's runtime set, wheels only, every sha256 checked, no resolver run;
+# then the gateway's own wheel and a dependency check) and writes the CycloneDX SBOM of that virtualenv;
+# "runtime" copies only the virtualenv and the SBOM onto a fresh slim base, so no build tool or cache
+# ships. The runtime runs as UID 10001, writes nothing but /tmp (read-only root filesystems work), and
+# the gateway is PID 1 through an exec-form ENTRYPOINT, so SIGTERM reaches uvicorn, which drains open
 # requests (up to 10 s) before it exits.
+#
+# `make image` builds it with the version and the git revision (`gateway --version` prints both).
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    UV_NO_CACHE=1 \
     PYTHONDONTWRITEBYTECODE=1
-# Every dependency ships wheels for linux amd64 and arm64 today; the compilers are here so that a
-# dependency without a wheel on some platform still builds. This stage is thrown away.
-RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential \
- && rm -rf /var/lib/apt/lists/*
-RUN python -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Only what the package needs (.dockerignore lets nothing else into the context).
-COPY pyproject.toml README.md ./
+# Only what the install needs (.dockerignore lets nothing else into the context).
+COPY scripts/uv scripts/uv-requirements.txt scripts/install-image scripts/sbom ./scripts/
+COPY pyproject.toml uv.lock README.md ./
 COPY gateway ./gateway
-# A regular (non-editable) install; pip compiles the .pyc files now, so nothing is written later.
-RUN pip install --upgrade pip \
- && pip install . \
- && pip check
+ARG REVISION=unknown
+# uv itself comes from scripts/uv-requirements.txt (pip --require-hashes); everything else from uv.lock.
+RUN scripts/install-image /opt/venv "${REVISION}" \
+ && scripts/sbom /opt/venv /src/sbom.cdx.json
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG VERSION=0.1.0
@@ -53,6 +52,8 @@ RUN python -m compileall -q -j 0 /usr/local/lib/python3.11 \
  && mkdir -p /srv/data /etc/gateway/policy
 
 COPY --from=build /opt/venv /opt/venv
+# What is inside, for reviewers and scanners: docs/dependencies.md.
+COPY --from=build /src/sbom.cdx.json /usr/share/doc/url-signing-gateway/sbom.cdx.json
 
 # HOME and TMPDIR point at /tmp, the one writable path (an emptyDir or tmpfs in production).
 # GATEWAY_HOST=0.0.0.0: inside a container the gateway must listen beyond loopback; the embedded

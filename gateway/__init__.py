@@ -1,3 +1,1 @@
 """Self-hosted URL-signing gateway: verify the caller, check policy, redirect to a short-lived URL."""
-
-__version__ = "0.1.0"

@@ -14,6 +14,7 @@ from gateway.config import Dataset, PolicyFile
 from gateway.errors import ConfigError
 from gateway.models import Principal
 from gateway.settings import Settings
+from gateway.version import version_line
 
 EPILOG = "Every option can also be set in the environment: GATEWAY_CONFIG, GATEWAY_HOST, GATEWAY_PORT, ..."
 
@@ -171,6 +172,18 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+class _Version(argparse.Action):
+    """``--version``, worked out only when asked (a checkout asks git)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:  # noqa: A002
+        super().__init__(option_strings, dest, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        print(version_line())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gateway",
@@ -178,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
         "objects after checking who asks and what the policy allows.",
         epilog=EPILOG,
     )
+    parser.add_argument("--version", action=_Version, help="print the package version and the git revision "
+                        "it was built from")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the gateway", epilog=EPILOG, description=(

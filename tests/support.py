@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -22,6 +23,7 @@ from gateway.app import GatewayApp, create_app
 from gateway.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -32,6 +34,32 @@ def need(condition: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"required under CI: {reason}")
     pytest.skip(reason)
+
+
+def node_package(name: str) -> Path:
+    """The folder of an npm package the tests run, as ``package-lock.json`` pins it.
+
+    ``scripts/test`` runs ``scripts/npm-ci`` up front; this runs it too when pytest is started on its
+    own. Skips (fails under CI=true) when Node.js is missing or the install fails.
+    """
+    locked = json.loads((REPO / "package-lock.json").read_text())["packages"].get(f"node_modules/{name}")
+    if locked is None:
+        raise AssertionError(f"{name} is not in package-lock.json: add it to package.json and refresh "
+                             "package-lock.json (docs/dependencies.md)")
+    folder = REPO / "node_modules" / name
+    manifest = folder / "package.json"
+
+    def installed() -> bool:
+        return manifest.is_file() and json.loads(manifest.read_text()).get("version") == locked["version"]
+
+    if not installed():
+        need(shutil.which("npm") is not None and shutil.which("node") is not None,
+             f"node and npm are needed to run {name}")
+        result = subprocess.run([str(REPO / "scripts" / "npm-ci")], capture_output=True, text=True,  # noqa: S603
+                                timeout=600, check=False)
+        need(result.returncode == 0 and installed(),
+             f"scripts/npm-ci failed to install {name}: {result.stderr.strip()[-500:]}")
+    return folder
 
 
 def free_port() -> int:

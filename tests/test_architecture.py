@@ -30,7 +30,7 @@ MAX_LINES = 300
 # redis_client is the shared Redis connection helper used by several middle packages: a leaf, and so
 # is the redis package behind it (URLs, options, clients, scripts). sigv4_primitives is the SigV4 math
 # shared by the S3 backend and the ElastiCache IAM token.
-LEAVES = {"errors", "models", "settings", "config", "keys", "logs", "client", "redis_client", "redis",
+LEAVES = {"errors", "models", "settings", "config", "keys", "logs", "client", "redis_client", "redis", "version",
           "sigv4_primitives"}
 MIDDLE = {"policy", "auth", "backends", "cache", "audit", "metrics", "ratelimit"}
 ROOT = {"app", "runtime", "build", "serving", "tls", "protocol", "cli", "cli_urls", "__main__"}

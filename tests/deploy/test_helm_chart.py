@@ -50,7 +50,7 @@ def test_helm_lint_strict(helm_bin: Path, scenario: str) -> None:
 
 def test_rendered_objects_are_valid_kubernetes(rendered: dict[str, Rendered], tmp_path: Path) -> None:
     need(importlib.util.find_spec("kubernetes_validate") is not None,
-         "kubernetes-validate is not installed (pip install -e '.[dev]')")
+         "kubernetes-validate is not installed (it is in uv.lock's dev group: make sync)")
     files = []
     for name, r in rendered.items():
         path = tmp_path / f"{name}.yaml"

@@ -1,9 +1,8 @@
 """Run panva's ``oidc-provider`` (a real OpenID Provider) on loopback for the sign-in tests.
 
-``npm install`` puts the pinned version into ``<repo>/.cache/oidc-provider`` once (scripts/test does
-it up front, like s3rver's). Version 9 says it wants Node 22; it runs on the Node 20 that CI has,
-with a warning, which is why the version is pinned. Without node/npm the tests skip locally and
-fail under ``CI=true``.
+It is installed from the project's package-lock.json by ``scripts/npm-ci`` (scripts/test runs it up
+front). Version 9 says it wants Node 22; it runs on the Node 20 that CI has, with a warning, which is
+why package.json keeps it to 9.x. Without node/npm the tests skip locally and fail under ``CI=true``.
 """
 
 from __future__ import annotations
@@ -21,33 +20,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support import need
+from tests.support import need, node_package
 
 PACKAGE = "oidc-provider"
-VERSION = "9.13.3"
-REPO = Path(__file__).resolve().parents[2]
-PREFIX = REPO / ".cache" / "oidc-provider"
+MAJOR = "9"
 SCRIPT = Path(__file__).with_name("provider.mjs")
 HOST = "127.0.0.2"  # another site than the gateway (127.0.0.1) and the vendor page (localhost)
 _READY = "OIDC READY "
 
 
 def install() -> Path:
-    """The provider's entry module, installed once; skips (fails under CI) when it cannot be."""
-    entry = PREFIX / "node_modules" / PACKAGE / "lib" / "index.js"
-    manifest = PREFIX / "node_modules" / PACKAGE / "package.json"
-    if manifest.is_file() and json.loads(manifest.read_text()).get("version") == VERSION:
-        return entry
-    npm = shutil.which("npm")
-    need(npm is not None and shutil.which("node") is not None, "node and npm are needed to run oidc-provider")
-    assert npm is not None
-    PREFIX.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(  # noqa: S603 - fixed argv, no shell
-        [npm, "install", "--no-audit", "--no-fund", "--prefix", str(PREFIX), f"{PACKAGE}@{VERSION}"],
-        capture_output=True, text=True, timeout=300, check=False)
-    need(result.returncode == 0 and manifest.is_file(),
-         f"npm install {PACKAGE}@{VERSION} failed: {result.stderr.strip()[-500:]}")
-    return entry
+    """The provider's entry module, from package-lock.json (``npm ci``); skips (fails under CI) without Node."""
+    folder = node_package(PACKAGE)
+    version = json.loads((folder / "package.json").read_text()).get("version", "")
+    if version.split(".")[0] != MAJOR:
+        raise AssertionError(f"provider.mjs is written for {PACKAGE} {MAJOR}.x; package-lock.json has {version}")
+    return folder / "lib" / "index.js"
 
 
 @dataclass

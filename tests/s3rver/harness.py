@@ -8,7 +8,8 @@ S3 backend's tests need. Usage from any test directory::
     with running_s3rver() as endpoint:          # "http://127.0.0.1:PORT"
         s3_client(endpoint).create_bucket(Bucket="b")
 
-When node or npm is missing the caller's test is skipped with a printed reason, except under
+It is installed from the project's package-lock.json (``scripts/npm-ci``). When node or npm is
+missing the caller's test is skipped with a printed reason, except under
 ``CI=true``, where that is an error: CI must never silently skip the real-server tests.
 """
 
@@ -31,11 +32,12 @@ import pytest
 from botocore.client import BaseClient
 from botocore.config import Config
 
+from tests.support import node_package
+
 PACKAGE = "@20minutes/s3rver"
 VERSION = "4.0.4"
 ACCESS_KEY = "S3RVER"  # s3rver's built-in account
 SECRET_KEY = "S3RVER"
-REPO = Path(__file__).resolve().parents[2]
 SERVER_JS = Path(__file__).with_name("server.js")
 _READY = "S3RVER READY "
 
@@ -47,27 +49,12 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def install(cache_dir: Path | None = None) -> Path:
-    """``npm install`` s3rver into ``<repo>/.cache/s3rver`` once; returns its node_modules."""
-    prefix = cache_dir or REPO / ".cache" / "s3rver"
-    modules = prefix / "node_modules"
-    manifest = modules / PACKAGE / "package.json"
-    if manifest.is_file() and json.loads(manifest.read_text()).get("version") == VERSION:
-        return modules
-    npm = shutil.which("npm")
-    if npm is None or shutil.which("node") is None:
-        _unavailable("node and npm are needed to run s3rver (a real S3-compatible server)")
-    prefix.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(  # noqa: S603 - fixed argv, no shell
-        [str(npm), "install", "--no-audit", "--no-fund", "--prefix", str(prefix), f"{PACKAGE}@{VERSION}"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if result.returncode != 0 or not manifest.is_file():
-        _unavailable(f"npm install {PACKAGE}@{VERSION} failed: {result.stderr.strip()[-500:]}")
-    return modules
+def install() -> Path:
+    """The ``node_modules`` folder holding s3rver as package-lock.json pins it (``npm ci``)."""
+    folder = node_package(PACKAGE)
+    if json.loads((folder / "package.json").read_text()).get("version") != VERSION:
+        raise AssertionError(f"package-lock.json pins {PACKAGE} at another version than {VERSION}")
+    return folder.parents[1]
 
 
 def _wait_ready(proc: subprocess.Popen[str], timeout: float) -> str:
