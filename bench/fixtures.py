@@ -229,8 +229,8 @@ def redis_server(redis_binary: str, log_path: Path) -> Server:
 
 def hmac_requests(path: Path, count: int, *, dataset: str, keys: list[str]) -> Path:
     """``count`` single-use vendor requests, one line each: the hot keys with a unique query, each
-    signed with the vendor helper the project ships (gateway.client)."""
-    from gateway.client import sign_request
+    signed with the vendor helper the project ships (gateway.vendor_signing)."""
+    from gateway.vendor_signing import sign_request
 
     run = uuid.uuid4().hex[:8]
     now = int(time.time())

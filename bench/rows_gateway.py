@@ -109,7 +109,7 @@ def hmac(run: Run, server: Server, audit: Path, row: Row | None = None) -> WrkRe
     count = int(max(20_000, run.rps_of("hot", 20_000.0) * 1.5 * run.o.seconds + 5_000))
     run.log(f"{row.name}: signing {count:,} single-use requests")
     data = fx.hmac_requests(run.tmp / f"{row.name}-requests.tsv", count, dataset=fx.S3_DATASET, keys=fx.HOT_KEYS)
-    from gateway.client import sign_request
+    from gateway.vendor_signing import sign_request
 
     path = fx.objects_path(fx.S3_DATASET, fx.HOT_KEYS[1]) + "?n=preflight"
     headers = sign_request("GET", path, key_id=fx.VENDOR_KEY_ID, secret=fx.VENDOR_SECRET)

@@ -22,9 +22,9 @@ from botocore.config import Config  # noqa: E402
 
 from gateway.backends.gcs import GcsBackend  # noqa: E402
 from gateway.backends.s3 import S3Backend  # noqa: E402
-from gateway.backends.sigv4 import Credentials, SigV4Presigner  # noqa: E402
 from gateway.config import GcsBackend as GcsConfig  # noqa: E402
 from gateway.config import S3Backend as S3Config  # noqa: E402
+from gateway.sigv4.presign import Credentials, SigV4Presigner  # noqa: E402
 
 KEYS = [f"datasets/driving/images/2024/frame_{i:06d}.jpg" for i in range(1000)]
 ACCESS, SECRET = "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"

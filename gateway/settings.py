@@ -12,8 +12,6 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from gateway.redis.url import RedisUrlError, parse_redis_url
-
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -121,40 +119,6 @@ class Settings(BaseSettings):
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
-
-    @field_validator("redis_url")
-    @classmethod
-    def _redis_url(cls, value: str | None) -> str | None:
-        if value:
-            try:
-                parse_redis_url(value)
-            except RedisUrlError as exc:
-                raise ValueError(str(exc)) from None  # the message never holds the password
-        return value
-
-    @model_validator(mode="after")
-    def _redis_settings(self) -> Settings:
-        """Contradictions are refused at startup, every one at once, never echoing a secret."""
-        problems = []
-        target = parse_redis_url(self.redis_url) if self.redis_url else None
-        sources = [name for name, present in (
-            ("the URL", target is not None and target.password is not None),
-            ("GATEWAY_REDIS_PASSWORD", self.redis_password is not None),
-            ("GATEWAY_REDIS_PASSWORD_FILE", self.redis_password_file is not None),
-            ("GATEWAY_REDIS_AUTH=" + self.redis_auth, self.redis_auth != "password"),
-        ) if present]
-        if len(sources) > 1:
-            problems.append("the Redis password is given more than once: " + " and ".join(sources))
-        if self.redis_auth == "elasticache-iam":
-            if not (self.redis_username or (target and target.username)):
-                problems.append("GATEWAY_REDIS_AUTH=elasticache-iam needs its IAM user (GATEWAY_REDIS_USERNAME)")
-            if not self.redis_iam_cache:
-                problems.append("GATEWAY_REDIS_AUTH=elasticache-iam needs GATEWAY_REDIS_IAM_CACHE (the cache's name)")
-        if self.redis_wait_timeout >= self.redis_timeout:
-            problems.append("GATEWAY_REDIS_WAIT_TIMEOUT must be shorter than GATEWAY_REDIS_TIMEOUT")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
 
     @field_validator("signing_key")
     @classmethod

@@ -1,19 +1,20 @@
-"""The package's one-way dependency direction, read from the source with ``ast``.
+"""The package's one-way dependency direction, read from the source with ``ast``, by folder.
 
-    leaves  (errors, models, settings, config, keys, logs, client, redis_client, redis, sigv4_primitives)
-      ^
-    middle  (policy, auth, backends, cache, audit, metrics, ratelimit)   never each other
-      ^
-    service
-      ^
-    api                                     never the composition root
-      ^
-    app, runtime, build, cli, __main__      the composition root
+    cli                                          the command line (over the composition root)
+    app                                          the composition root: builds every part once
+    api                                          HTTP
+    service                                      the use cases and the one admit step
+    policy  auth  backends  cache  audit  ratelimit   the middle: never each other
+    redis                                        the shared Redis client
+    config  sigv4                                the policy's schema; AWS SigV4
+    errors models settings keys logs metrics ... every file directly in gateway/: the leaves
 
-Only the composition root may import the concrete backends (gateway.backends.local/s3/gcs).
-Imports under ``if TYPE_CHECKING:`` count like any other: a type-only import of a higher layer is
-still a dependency on it, and it is how an import circle hides (``api`` once imported ``Runtime``
-from ``app`` that way, while ``app`` imported ``api``). Modules stay under MAX_LINES lines.
+A module may import the leaves, its own package, and packages on lower floors; never a package on
+its own floor or above. A leaf imports only other leaves. The floors are folders: a new module
+belongs to the folder it is put in, and a new folder must be given a floor here. Only the
+composition root imports a concrete backend. Imports under ``if TYPE_CHECKING:`` count like any
+other: a type-only import of a higher layer is still a dependency on it, and it is how an import
+circle hides. Modules stay under MAX_LINES lines.
 """
 
 from __future__ import annotations
@@ -27,14 +28,20 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "gateway"
 MAX_LINES = 300
 
-# redis_client is the shared Redis connection helper used by several middle packages: a leaf, and so
-# is the redis package behind it (URLs, options, clients, scripts). sigv4_primitives is the SigV4 math
-# shared by the S3 backend and the ElastiCache IAM token.
-LEAVES = {"errors", "models", "settings", "config", "keys", "logs", "client", "redis_client", "redis", "version",
-          "sigv4_primitives"}
-MIDDLE = {"policy", "auth", "backends", "cache", "audit", "metrics", "ratelimit"}
-ROOT = {"app", "runtime", "build", "serving", "tls", "protocol", "cli", "cli_urls", "__main__"}
-CONCRETE_BACKENDS = {"gateway.backends.local", "gateway.backends.s3", "gateway.backends.gcs"}
+# Lowest first. Every folder of the package is on exactly one floor.
+FLOORS: tuple[tuple[str, ...], ...] = (
+    ("config", "sigv4"),
+    ("redis",),
+    ("policy", "auth", "backends", "cache", "audit", "ratelimit"),
+    ("service",),
+    ("api",),
+    ("app",),
+    ("cli",),
+)
+FLOOR = {folder: level for level, folders in enumerate(FLOORS, start=1) for folder in folders}
+LEAF, ENTRY = 0, len(FLOORS) + 1  # files directly in gateway/; gateway/__main__.py
+CONCRETE_BACKEND_ROOT = "app"  # the one folder that may import gateway.backends.<kind>
+BACKEND_PROTOCOL = {"gateway.backends"}  # the Protocols; every other module of backends/ is a concrete one
 
 
 @dataclass(frozen=True)
@@ -87,44 +94,46 @@ def gateway_imports(source: str, module: str, *, is_package: bool, known: set[st
             # `from gateway.x import y` imports gateway.x, and gateway.x.y when y is a module.
             targets = [origin] + [f"{origin}.{a.name}" for a in node.names if f"{origin}.{a.name}" in known]
             if origin == "gateway" and len(targets) > 1:
-                targets = targets[1:]  # `from gateway import client` is about gateway.client
+                targets = targets[1:]  # `from gateway import vendor_signing` is about gateway.vendor_signing
         imports.extend(Import(module, t, node.lineno) for t in targets if t == "gateway" or t.startswith("gateway."))
     return imports
 
 
-def layer_of(module: str) -> str:
+def place(module: str) -> tuple[str, int]:
+    """(folder or leaf name, floor) of a module: ``gateway.service.admit`` is (service, 4)."""
     parts = module.split(".")
     if len(parts) == 1:
-        return "package"
-    return parts[1]
+        return "package", LEAF
+    name = parts[1]
+    if name == "__main__":
+        return name, ENTRY
+    if (PACKAGE / name).is_dir() or name in FLOOR:
+        return name, FLOOR.get(name, -1)
+    return name, LEAF
 
 
 def violation(imp: Import) -> str | None:
     """Why this import breaks the layering, or None when it is allowed."""
-    src, dst = layer_of(imp.module), layer_of(imp.target)
-    if dst == "package":  # gateway/__init__.py holds only the version
+    (src, src_floor), (dst, dst_floor) = place(imp.module), place(imp.target)
+    if dst == "package":  # gateway/__init__.py holds only the docstring
         return None
-    if imp.target in CONCRETE_BACKENDS and src not in ROOT and src != "backends":
-        return "only gateway.app and gateway.cli may import a concrete backend"
+    if src_floor < 0 or dst_floor < 0:
+        unplaced = src if src_floor < 0 else dst
+        return f"gateway/{unplaced}/ is on no floor: add it to FLOORS in {__file__}"
+    if (imp.target.startswith("gateway.backends.") and imp.target not in BACKEND_PROTOCOL
+            and src not in (CONCRETE_BACKEND_ROOT, "backends")):
+        return "only the composition root (gateway.app) may import a concrete backend"
     if src == dst:
         return None
-    if src == "client":
-        return "gateway.client is shipped to vendors and imports nothing from the package"
-    if src in LEAVES:
-        return None if dst in LEAVES - {src} else f"leaf module gateway.{src} may import only other leaves"
-    if src in MIDDLE:
-        if dst in LEAVES:
-            return None
-        return f"gateway.{src} may import only leaf modules and itself (never another middle package)"
-    if src == "service":
-        return None if dst in LEAVES | MIDDLE else "gateway.service may import only leaves and middle packages"
-    if src == "api":
-        if dst in LEAVES | MIDDLE | {"service"}:
-            return None
-        return "gateway.api may not import the composition root (gateway.app, gateway.cli)"
-    if src in ROOT or src == "package":
+    if src_floor == LEAF:
+        if src == "vendor_signing":
+            return "gateway.vendor_signing is shipped to vendors and imports nothing from the package"
+        return None if dst_floor == LEAF else f"leaf module gateway.{src} may import only other leaves"
+    if dst_floor == LEAF or dst_floor < src_floor:
         return None
-    return f"gateway.{src} is in no layer; add it to LEAVES, MIDDLE or a layer in {__file__}"
+    if dst_floor == src_floor:
+        return f"gateway.{src} and gateway.{dst} are on one floor and may not import each other"
+    return f"gateway.{src} may not import gateway.{dst}, which is above it"
 
 
 def _all_modules() -> dict[str, Path]:
@@ -141,12 +150,12 @@ def _all_imports() -> list[Import]:
     return imports
 
 
-def test_every_module_is_in_a_layer() -> None:
-    unplaced = sorted(
-        name for name in _all_modules()
-        if layer_of(name) not in LEAVES | MIDDLE | ROOT | {"service", "api", "package"}
-    )
-    assert not unplaced, f"modules in no layer (place them in tests/test_architecture.py): {unplaced}"
+def test_every_folder_is_on_a_floor() -> None:
+    folders = {path.name for path in PACKAGE.iterdir() if path.is_dir() and (path / "__init__.py").exists()}
+    assert folders == set(FLOOR), f"folders without a floor: {folders - set(FLOOR)}; floors without a folder: " \
+        f"{set(FLOOR) - folders}"
+    assert not [p.name for p in PACKAGE.iterdir() if p.is_dir() and not (p / "__init__.py").exists()
+                and p.name != "__pycache__"]
 
 
 def test_dependencies_point_one_way() -> None:
@@ -247,7 +256,7 @@ def test_scanner_resolves_relative_and_package_imports() -> None:
         "gateway.backends", "gateway.backends.local"]
     assert _scan("from ..policy import engine\n", "gateway.service.core") == [
         "gateway.policy", "gateway.policy.engine"]
-    assert _scan("from gateway import client\n", "gateway.auth.vendor") == ["gateway.client"]
+    assert _scan("from gateway import vendor_signing\n", "gateway.auth.vendor") == ["gateway.vendor_signing"]
     assert _scan("import os\nimport gateway.keys as k\n", "gateway.cache.memory") == ["gateway.keys"]
 
 
@@ -256,13 +265,15 @@ def test_scanner_resolves_relative_and_package_imports() -> None:
     [
         ("gateway.config", "gateway.errors", True),
         ("gateway.config", "gateway.policy", False),
-        ("gateway.client", "gateway.errors", False),
+        ("gateway.errors", "gateway.config", False),  # a leaf imports only leaves
+        ("gateway.settings", "gateway.redis.url", False),  # the arrow that once ran back up
+        ("gateway.vendor_signing", "gateway.errors", False),
         ("gateway.policy.engine", "gateway.config", True),
         ("gateway.policy.engine", "gateway.policy", True),
         ("gateway.policy.engine", "gateway.cache", False),
-        ("gateway.audit.log", "gateway.metrics", False),
-        ("gateway.metrics", "gateway.audit", False),
-        ("gateway.auth.vendor", "gateway.client", True),
+        ("gateway.audit.log", "gateway.metrics", True),
+        ("gateway.audit.log", "gateway.auth", False),
+        ("gateway.auth.vendor", "gateway.vendor_signing", True),
         ("gateway.service.core", "gateway.backends", True),
         ("gateway.service.core", "gateway.backends.local", False),
         ("gateway.service.core", "gateway.backends.gcs", False),
@@ -270,22 +281,26 @@ def test_scanner_resolves_relative_and_package_imports() -> None:
         ("gateway.api.routes", "gateway.service", True),
         ("gateway.api.routes", "gateway.app", False),
         ("gateway.api.routes", "gateway.cli", False),
-        ("gateway.api.routes", "gateway.runtime", False),
-        ("gateway.api.routes", "gateway.build", False),
-        ("gateway.app", "gateway.runtime", True),
+        ("gateway.api.routes", "gateway.app.runtime", False),
         ("gateway.api.routes", "gateway.backends.s3", False),
-        ("gateway.app", "gateway.backends.s3", True),
+        ("gateway.app.runtime", "gateway.api", True),
+        ("gateway.app.build", "gateway.backends.s3", True),
         ("gateway.cli", "gateway.app", True),
-        ("gateway.backends.s3", "gateway.backends.sigv4", True),
+        ("gateway.cli.urls", "gateway.backends.s3", False),  # the CLI goes through the composition root
+        ("gateway.app", "gateway.cli", False),
+        ("gateway.backends.s3", "gateway.sigv4.presign", True),
         ("gateway.backends.s3", "gateway.keys", True),
-        ("gateway.cache.redis", "gateway.redis_client", True),
-        ("gateway.redis_client", "gateway.cache", False),
-        ("gateway.redis_client", "gateway.redis.connect", True),
-        ("gateway.redis.auth", "gateway.sigv4_primitives", True),
-        ("gateway.redis.auth", "gateway.backends.sigv4", False),
-        ("gateway.backends.sigv4", "gateway.sigv4_primitives", True),
+        ("gateway.cache.redis", "gateway.redis.client", True),
+        ("gateway.redis.client", "gateway.cache", False),
+        ("gateway.redis.options", "gateway.settings", True),
+        ("gateway.redis.auth", "gateway.sigv4.primitives", True),
+        ("gateway.redis.auth", "gateway.backends", False),
+        ("gateway.sigv4.headers", "gateway.redis", False),
+        ("gateway.sigv4.presign", "gateway.config", False),  # one floor
         ("gateway.ratelimit.redis", "gateway.auth", False),
         ("gateway.service.core", "gateway.ratelimit", True),
+        ("gateway.__main__", "gateway.cli", True),
+        ("gateway.cli", "gateway.__main__", False),
     ],
 )
 def test_layer_rules(module: str, target: str, allowed: bool) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.redis_client import SharedRedis, SyncClient
+from gateway.redis.client import SharedRedis, SyncClient
 
 
 class RedisStreamSink:

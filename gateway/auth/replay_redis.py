@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from gateway.auth import ReplayStore
 from gateway.errors import Unavailable
-from gateway.redis_client import NotReplicated, RedisDown, SharedRedis
+from gateway.redis.client import NotReplicated, RedisDown, SharedRedis
 
 
 class RedisReplayStore:

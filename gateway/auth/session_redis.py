@@ -19,7 +19,7 @@ from gateway.auth.sessions import (
     storage_key,
 )
 from gateway.errors import Unavailable
-from gateway.redis_client import RedisDown, SharedRedis
+from gateway.redis.client import RedisDown, SharedRedis
 
 
 class RedisSessionStore:

@@ -1,7 +1,7 @@
 """Vendor request signatures (HMAC-SHA256), verified with the same canonical string the vendor signs.
 
 The scheme, its headers and test vectors are in docs/vendor-auth.md; the signing side is
-gateway/client.py.
+gateway/vendor_signing.py.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from gateway import client
+from gateway import vendor_signing
 from gateway.auth import AuthRequest, ReplayStore
 from gateway.config import Vendor, VendorKey
 from gateway.errors import ConfigError, Unauthenticated
@@ -23,7 +23,8 @@ from gateway.models import AuthMethod, Principal
 
 SCHEME = "Gateway-HMAC"
 MIN_SECRET_BYTES = 16
-_HEADER_NAMES = (client.KEY_ID_HEADER, client.TIMESTAMP_HEADER, client.SIGNATURE_HEADER)
+_HEADER_NAMES = (vendor_signing.KEY_ID_HEADER, vendor_signing.TIMESTAMP_HEADER,
+                 vendor_signing.SIGNATURE_HEADER)
 _HEADERS = tuple(name.lower() for name in _HEADER_NAMES)
 _KEY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
@@ -65,12 +66,12 @@ def _load_secret(key: VendorKey, environ: Mapping[str, str], where: str) -> tupl
         value = environ.get(key.secret_env)
         if value is None:
             return None, f"{where}.secret_env: environment variable {key.secret_env} is not set"
-        secret = client.normalize_secret(value)
+        secret = vendor_signing.normalize_secret(value)
         source = f"environment variable {key.secret_env}"
     else:
         assert key.secret_file is not None  # noqa: S101 - VendorKey guarantees exactly one source
         try:
-            secret = client.normalize_secret(key.secret_file.read_bytes())
+            secret = vendor_signing.normalize_secret(key.secret_file.read_bytes())
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
             return None, f"{where}.secret_file: cannot read {key.secret_file} ({reason})"
@@ -140,11 +141,11 @@ class VendorAuthenticator:
             raise _fail(VendorReason.MISSING_HEADER, f"the request is missing {', '.join(missing)}")
         key_id, timestamp, signature = (value.strip() for value in values if value is not None)
         if not _KEY_ID.match(key_id):
-            raise _fail(VendorReason.MALFORMED_HEADER, f"{client.KEY_ID_HEADER} is not a valid key id")
+            raise _fail(VendorReason.MALFORMED_HEADER, f"{vendor_signing.KEY_ID_HEADER} is not a valid key id")
         if not _TIMESTAMP.match(timestamp):
-            raise _fail(VendorReason.MALFORMED_HEADER, f"{client.TIMESTAMP_HEADER} must be Unix seconds")
+            raise _fail(VendorReason.MALFORMED_HEADER, f"{vendor_signing.TIMESTAMP_HEADER} must be Unix seconds")
         if not _SIGNATURE.match(signature):
-            raise _fail(VendorReason.MALFORMED_HEADER, f"{client.SIGNATURE_HEADER} must be 64 hex digits")
+            raise _fail(VendorReason.MALFORMED_HEADER, f"{vendor_signing.SIGNATURE_HEADER} must be 64 hex digits")
 
         key = self._keys.get(key_id)
         if key is None:
@@ -161,8 +162,9 @@ class VendorAuthenticator:
                 f"the timestamp is {abs(drift):.0f}s {direction} the gateway's clock (allowed: {key.max_skew:.0f}s)",
             )
 
-        canonical = client.canonical_string(request.method, _raw(request.path), _raw(request.query), timestamp, key_id)
-        expected = client.sign(canonical, key.secret)
+        canonical = vendor_signing.canonical_string(request.method, _raw(request.path), _raw(request.query),
+                                                    timestamp, key_id)
+        expected = vendor_signing.sign(canonical, key.secret)
         # Constant-time comparison: timing must not reveal how many leading characters matched.
         if not hmac.compare_digest(expected, signature.lower()):
             raise _fail(

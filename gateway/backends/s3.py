@@ -26,11 +26,11 @@ from botocore.credentials import Credentials as BotoCredentials
 from botocore.credentials import ReadOnlyCredentials, RefreshableCredentials
 
 from gateway.backends.s3_sessions import BoundSessions
-from gateway.backends.sigv4 import MAX_EXPIRES, Credentials, SigV4Presigner, bucket_base_url
 from gateway.config import S3Backend as S3BackendConfig
 from gateway.errors import Unavailable
 from gateway.keys import join_prefix
 from gateway.models import SignedUrl
+from gateway.sigv4.presign import MAX_EXPIRES, Credentials, SigV4Presigner, bucket_base_url
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import boto3
 from botocore.config import Config
 
-from gateway.backends.sigv4 import Credentials
 from gateway.config import NetworkBinding
 from gateway.errors import Unavailable
+from gateway.sigv4.presign import Credentials
 
 log = logging.getLogger("gateway.backends")
 RETRY_AFTER = 5.0

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from gateway.backends import upstream
 from gateway.backends.http_pool import UpstreamPool
 from gateway.backends.s3 import S3Backend
-from gateway.backends.sigv4_headers import SigV4HeaderSigner
 from gateway.keys import join_prefix
 from gateway.models import Fetched, FetchRequest
+from gateway.sigv4.headers import SigV4HeaderSigner
 
 
 class S3Source:

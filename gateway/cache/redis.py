@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gateway.models import SignedUrl
-from gateway.redis_client import SharedRedis
+from gateway.redis.client import SharedRedis
 
 
 class RedisUrlCache:

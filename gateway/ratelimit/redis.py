@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from gateway.ratelimit import RateLimiter, Verdict
-from gateway.redis_client import LuaScript, RedisDown, SharedRedis
+from gateway.redis.client import LuaScript, RedisDown, SharedRedis
 
 # Times in microseconds from Redis's own clock, so that replicas with skewed clocks agree. Every key
 # the script touches comes in KEYS (one, hash-tagged): Cluster runs it on the slot's primary.

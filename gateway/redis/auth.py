@@ -21,8 +21,8 @@ from typing import Any
 from redis.credentials import CredentialProvider
 from redis.exceptions import AuthenticationError
 
-from gateway.sigv4_primitives import Credentials as AwsCredentials
-from gateway.sigv4_primitives import FrozenCredentials, presign_query
+from gateway.sigv4.primitives import Credentials as AwsCredentials
+from gateway.sigv4.primitives import FrozenCredentials, presign_query
 
 Credentials = tuple[str] | tuple[str, str]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from redis.credentials import CredentialProvider, UsernamePasswordCredentialProvider
 
@@ -18,12 +17,8 @@ from gateway.redis.auth import (
     ElastiCacheIamProvider,
     MemorystoreIamProvider,
     PasswordFileProvider,
-    region_from_environment,
 )
 from gateway.redis.url import RedisTarget
-
-if TYPE_CHECKING:
-    from gateway.settings import Settings
 
 CONNECT_TIMEOUT = 1.0  # seconds to open a connection (TCP and TLS): rare, so it can afford more
 TIMEOUT = 0.25  # seconds per command: a slow Redis must cost less than the signing it would save
@@ -50,26 +45,6 @@ class RedisOptions:
     wait_timeout: float = WAIT_TIMEOUT
     read_from_replicas: bool = False
     credential_provider: CredentialProvider | None = field(default=None, repr=False, compare=False)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, environ: dict[str, str] | None = None) -> RedisOptions:
-        return cls(
-            connect_timeout=settings.redis_connect_timeout,
-            timeout=settings.redis_timeout,
-            ca_file=settings.redis_ca_file,
-            username=settings.redis_username,
-            password=settings.redis_password.get_secret_value() if settings.redis_password else None,
-            password_file=settings.redis_password_file,
-            sentinel_password=(settings.redis_sentinel_password.get_secret_value()
-                               if settings.redis_sentinel_password else None),
-            auth=settings.redis_auth,
-            iam_cache=settings.redis_iam_cache,
-            iam_region=settings.redis_iam_region or region_from_environment(environ),
-            iam_serverless=settings.redis_iam_serverless,
-            wait_replicas=settings.redis_wait_replicas,
-            wait_timeout=settings.redis_wait_timeout,
-            read_from_replicas=settings.redis_read_from_replicas,
-        )
 
     def replica_acks(self, target: RedisTarget) -> int:
         """How many replicas must confirm a nonce before it counts (only with fail-closed replay)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.policy import CompiledDataset
-from gateway.redis_client import SharedRedis
+from gateway.redis.client import SharedRedis
 from gateway.service.state import StateHolder
 
 

@@ -13,7 +13,7 @@ from gateway.cache import SharedUrlCache, UrlCache
 from gateway.metrics import Metrics
 from gateway.models import SignedUrl
 from gateway.policy import CompiledDataset
-from gateway.redis_client import RedisDown
+from gateway.redis.client import RedisDown
 from gateway.service.state import State
 
 

@@ -12,10 +12,10 @@ import pytest
 from gateway.auth import AuthChain, AuthRequest
 from gateway.auth.replay import MemoryReplayStore
 from gateway.auth.vendor import VendorAuthenticator
-from gateway.client import sign_request
 from gateway.config import Vendor
 from gateway.errors import ConfigError, Unauthenticated
 from gateway.models import AuthMethod
+from gateway.vendor_signing import sign_request
 
 from .support import FakeClock
 

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from gateway.backends.s3 import S3Backend, boto3_presign
-from gateway.backends.sigv4 import Credentials, SigV4Presigner
 from gateway.config import S3Backend as S3Config
+from gateway.sigv4.presign import Credentials, SigV4Presigner
 from tests.backends.aws import S3Server, sts_session
 from tests.s3rver.harness import ACCESS_KEY, SECRET_KEY, s3_client
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.backends.s3 import boto3_presign
-from gateway.backends.sigv4 import Credentials, SigV4Presigner, amz_date, bucket_base_url
+from gateway.sigv4.presign import Credentials, SigV4Presigner, amz_date, bucket_base_url
 
 AWS_EXAMPLE = Credentials("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
 TOKEN = "FwoGZXIvYXdzEBYaDH/+token==with/slashes+plus"

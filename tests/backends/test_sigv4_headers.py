@@ -10,8 +10,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials as BotoCredentials
 
-from gateway.backends.sigv4 import Credentials
-from gateway.backends.sigv4_headers import SigV4HeaderSigner
+from gateway.sigv4.headers import SigV4HeaderSigner
+from gateway.sigv4.presign import Credentials
 
 KEYS = ["datasets/driving/images/frame 0001.jpg", "d/caf\u00e9/\u65e5\u672c\u8a9e \u00fc.png", "d/a+b~c.bin",
         "d/100%/x=1&y=2.txt", "d/x//y/./z/../w"]

@@ -11,7 +11,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gateway.client import canonical_string, sign
+from gateway.vendor_signing import canonical_string, sign
 
 POLICY = """\
 version: 1

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.runtime import Runtime
+from gateway.app.runtime import Runtime
 from gateway.settings import Settings
 
 SIGNING_KEY = "core-tests-signing-key-0123456789abcdef"

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import pytest
 
+from gateway.app.runtime import Runtime
 from gateway.audit.chain import Chain, verify_lines
 from gateway.audit.log import AuditLog
 from gateway.audit.sinks import FileSink
@@ -21,7 +22,6 @@ from gateway.auth import AuthRequest
 from gateway.cli import main
 from gateway.errors import Forbidden, Unauthenticated, Unavailable
 from gateway.models import AuditRecord, RequestContext
-from gateway.runtime import Runtime
 from tests.core.audit_worker import write_records
 from tests.core.conftest import Clock, local_policy
 

@@ -17,8 +17,8 @@ from starlette.types import Message
 
 from gateway.api.context import read_body
 from gateway.api.stack import build_http_app
+from gateway.app.runtime import Runtime
 from gateway.errors import ClientClosedRequest, PayloadTooLarge
-from gateway.runtime import Runtime
 from tests.core.conftest import local_policy
 
 

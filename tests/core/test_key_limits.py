@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway.app.runtime import Runtime
 from gateway.errors import InvalidKey
 from gateway.models import RequestContext
-from gateway.runtime import Runtime
 from gateway.service.delivery import ReadRequest
 
 CTX = RequestContext("req", ipaddress.ip_address("10.1.2.3"))

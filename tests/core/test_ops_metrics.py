@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from gateway.app.runtime import Runtime
 from gateway.errors import Unavailable
 from gateway.models import RequestContext
-from gateway.runtime import Runtime
 from tests.core.conftest import Clock
 
 CTX = RequestContext("req", ipaddress.ip_address("127.0.0.1"))

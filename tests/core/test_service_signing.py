@@ -11,10 +11,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
+from gateway.app.runtime import Runtime
 from gateway.backends import FileSource
 from gateway.errors import Forbidden, InvalidKey, PayloadTooLarge, Unauthenticated, UnknownDataset
 from gateway.models import AuthMethod, Principal, RequestContext, SignedUrl
-from gateway.runtime import Runtime
 from tests.core.conftest import PUBLIC_URL, Clock, local_policy
 
 LOOPBACK = RequestContext(request_id="req-1", client_ip=ipaddress.ip_address("127.0.0.1"), user_agent="pytest")

@@ -23,10 +23,10 @@ from moto.server import ThreadedMotoServer
 from moto.sts.models import sts_backends
 
 from gateway.backends.s3 import S3Backend
-from gateway.backends.sigv4 import Credentials, SigV4Presigner
 from gateway.config import S3Backend as S3Config
 from gateway.config import parse_policy
 from gateway.errors import ConfigError, Unavailable
+from gateway.sigv4.presign import Credentials, SigV4Presigner
 from tests.e2e.helpers import FakeClock, assert_error
 from tests.support import FIXTURES, RunningGateway, free_port
 

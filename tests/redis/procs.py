@@ -162,7 +162,7 @@ class RedisHolder:
 # -- HTTP helpers ------------------------------------------------------------------------------------
 
 def vendor_headers(path: str) -> dict[str, str]:
-    from gateway.client import sign_request
+    from gateway.vendor_signing import sign_request
 
     return sign_request("GET", path, key_id=VENDOR_KEY_ID, secret=VENDOR_SECRET)
 

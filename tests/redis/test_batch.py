@@ -71,7 +71,7 @@ def test_a_cancelled_caller_does_not_break_the_others() -> None:
 
 
 def test_the_real_store_answers_each_caller_of_a_pipeline(private_redis: object) -> None:
-    from gateway.redis_client import SharedRedis
+    from gateway.redis.client import SharedRedis
 
     async def body() -> None:
         shared = SharedRedis(private_redis.url)  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from gateway.redis_client import Breaker, RedisDown, SharedRedis
+from gateway.redis.client import Breaker, RedisDown, SharedRedis
 from tests.redis.procs import RedisHolder
 from tests.support import RedisServer, free_port, start_redis, stop_redis
 

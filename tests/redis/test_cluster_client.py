@@ -12,7 +12,7 @@ from gateway.auth.replay_redis import RedisReplayStore
 from gateway.cache.redis import RedisUrlCache
 from gateway.models import SignedUrl
 from gateway.ratelimit.redis import RedisRateLimiter
-from gateway.redis_client import RedisOptions, SharedRedis
+from gateway.redis.client import RedisOptions, SharedRedis
 from tests.redis.cluster_setup import ClusterSetup
 from tests.redis.test_contracts import MustNotFallBack
 

@@ -26,7 +26,7 @@ from gateway.models import SignedUrl
 from gateway.ratelimit import RateLimiter, Verdict
 from gateway.ratelimit.memory import MemoryRateLimiter
 from gateway.ratelimit.redis import RedisRateLimiter
-from gateway.redis_client import SharedRedis
+from gateway.redis.client import SharedRedis
 from tests.redis.conftest import REDIS_KINDS, topology_for
 
 

@@ -26,7 +26,7 @@ import pytest
 import redis
 
 from gateway.redis.auth import ElastiCacheIamProvider, MemorystoreIamProvider
-from gateway.redis_client import RedisOptions, SharedRedis
+from gateway.redis.client import RedisOptions, SharedRedis
 from tests.redis.servers import Node, binaries, free_ports, server_argv, wait_until
 from tests.redis.tls import Pki, make_pki, tls_args
 from tests.support import FIXTURES

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.auth.replay_redis import RedisReplayStore
 from gateway.errors import Unavailable
-from gateway.redis_client import SharedRedis
+from gateway.redis.client import SharedRedis
 from tests.redis.sentinel_setup import MASTER_NAME, SentinelSetup
 from tests.redis.test_contracts import MustNotFallBack
 

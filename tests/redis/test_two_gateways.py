@@ -21,7 +21,7 @@ import redis
 
 from gateway.cache.redis import RedisUrlCache
 from gateway.models import SignedUrl
-from gateway.redis_client import SharedRedis
+from gateway.redis.client import SharedRedis
 from tests.redis.procs import (
     PUBLIC_URL,
     SA_KEY,

@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
+from gateway.app.redis import redis_options, redis_target
+from gateway.errors import ConfigError
 from gateway.redis.auth import ElastiCacheIamProvider, MemorystoreIamProvider, PasswordFileProvider
 from gateway.redis.options import RedisOptions
 from gateway.redis.url import RedisTarget, RedisUrlError, parse_redis_url
@@ -46,8 +47,8 @@ def test_bad_urls_say_what_to_change_and_never_echo_the_password(url: str, messa
     with pytest.raises(RedisUrlError, match=message) as caught:
         parse_redis_url(url)
     assert "secret-pw" not in str(caught.value)
-    with pytest.raises(ValidationError) as refused:
-        Settings(redis_url=url)
+    with pytest.raises(ConfigError) as refused:
+        redis_target(Settings(redis_url=url))
     assert message in str(refused.value) and "secret-pw" not in str(refused.value)
 
 
@@ -69,16 +70,22 @@ def test_describe_and_repr_hide_the_password() -> None:
     ({"redis_url": "redis://h/0", "redis_wait_timeout": 0.5}, "shorter than GATEWAY_REDIS_TIMEOUT"),
 ])
 def test_contradicting_settings_are_refused(settings: dict[str, object], message: str) -> None:
-    with pytest.raises(ValidationError, match=message) as refused:
-        Settings(**settings)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=message) as refused:
+        redis_target(Settings(**settings))  # type: ignore[arg-type]
     assert "input_value" not in str(refused.value)  # inputs may be secrets
+
+
+def test_every_contradiction_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as refused:
+        redis_target(Settings(redis_url="redis://:a@h/0", redis_password="b", redis_wait_timeout=0.5))
+    assert len(refused.value.problems) == 2
 
 
 def test_options_pick_the_credential_provider(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_REGION", "ap-south-1")
     target = parse_redis_url("rediss+cluster://u@a:1/")
-    iam = RedisOptions.from_settings(Settings(redis_url="rediss+cluster://u@a:1/", redis_auth="elasticache-iam",
-                                              redis_iam_cache="c", redis_username="gw"))
+    iam = redis_options(Settings(redis_url="rediss+cluster://u@a:1/", redis_auth="elasticache-iam",
+                                 redis_iam_cache="c", redis_username="gw"))
     provider = iam.credentials(target)
     assert isinstance(provider, ElastiCacheIamProvider)
     assert (provider.user, provider.region, provider.cache) == ("gw", "ap-south-1", "c")

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gateway.client import sign_request
+from gateway.vendor_signing import sign_request
 from tests.auth.support import Idp, SigningKey
 from tests.support import RunningGateway
 

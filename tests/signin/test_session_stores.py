@@ -14,8 +14,8 @@ from gateway.auth.cookies import SessionKeys
 from gateway.auth.session_redis import RedisSessionStore
 from gateway.auth.sessions import COOKIE, CookieSessionStore, Session, SessionInvalid, SessionReason, SessionStore
 from gateway.errors import Unavailable
+from gateway.redis.client import Breaker, SharedRedis
 from gateway.redis.options import RedisOptions
-from gateway.redis_client import Breaker, SharedRedis
 from tests.support import RedisServer, start_redis, stop_redis
 
 pytestmark = pytest.mark.anyio

@@ -9,7 +9,7 @@ import base64
 import httpx
 import pytest
 
-from gateway.client import sign_request
+from gateway.vendor_signing import sign_request
 from tests.e2e.helpers import assert_error
 from tests.oidc.harness import Provider
 from tests.signin.conftest import EMBEDDER, SignInGateway

@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 from prometheus_client import CollectorRegistry
 
+from gateway.app.build import StateBuilder, audit_log, check_dev_mode
+from gateway.app.redis import shared_redis
 from gateway.auth import ReplayStore
 from gateway.auth.cookies import SessionKeys
 from gateway.auth.replay import MemoryReplayStore
@@ -23,7 +25,6 @@ from gateway.auth.replay_redis import RedisReplayStore
 from gateway.auth.session_redis import RedisSessionStore
 from gateway.auth.sessions import CookieSessionStore, SessionStore
 from gateway.backends.http_pool import UpstreamPool
-from gateway.build import StateBuilder, audit_log, check_dev_mode
 from gateway.cache.memory import MemoryUrlCache
 from gateway.cache.redis import RedisUrlCache
 from gateway.config import default_policy, load_policy
@@ -31,7 +32,7 @@ from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
 from gateway.ratelimit.memory import MemoryRateLimiter
 from gateway.ratelimit.redis import RedisRateLimiter
-from gateway.redis_client import SharedRedis
+from gateway.redis.client import SharedRedis
 from gateway.service import GatewayService, GatewayUrls, ProxyReads, StateHolder
 from gateway.service.readiness import readiness
 from gateway.service.reloader import PolicyReloader
@@ -61,12 +62,12 @@ class Runtime:
         if settings.dev_principal:
             check_dev_mode(settings)
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=3.0), follow_redirects=False)
-        self.redis: SharedRedis | None = None
+        self.redis: SharedRedis | None = shared_redis(settings, on_error=self.metrics.redis_errors.inc,
+                                                      environ=environ)
         replay: ReplayStore = MemoryReplayStore()
         limiter: RateLimiter = MemoryRateLimiter()
         shared_cache: RedisUrlCache | None = None
-        if settings.redis_url:
-            self.redis = SharedRedis.from_settings(settings, on_error=self.metrics.redis_errors.inc)
+        if self.redis is not None:
             shared_cache = RedisUrlCache(self.redis)
             replay = RedisReplayStore(self.redis, replay, fail_closed=settings.replay_fail_closed,
                                       on_fallback=self.metrics.redis_fallbacks.labels("replay").inc)

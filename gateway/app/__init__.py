@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api.stack import build_http_app
-from gateway.runtime import Runtime
+from gateway.app.runtime import Runtime
 from gateway.settings import Settings
 
 
@@ -39,7 +39,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
 def app_from_env() -> ASGIApp:
     """Factory for multi-worker serving: each worker reads the same GATEWAY_* environment."""
     from gateway import logs
-    from gateway.protocol import Limits, configure
+    from gateway.app.protocol import Limits, configure
 
     settings = Settings()
     logs.configure(settings.log_level, settings.log_format)

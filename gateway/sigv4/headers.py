@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from urllib.parse import quote, urlsplit
 
-from gateway.backends.sigv4 import (
+from gateway.sigv4.presign import (
     ALGORITHM,
     UNSIGNED_PAYLOAD,
     FrozenCredentials,

@@ -19,7 +19,7 @@ from typing import Any
 
 from gateway.errors import ConfigError
 
-log = logging.getLogger("gateway.tls")
+log = logging.getLogger("gateway.app.tls")
 CHECK_INTERVAL = 1.0  # seconds between looks at the files, at most
 
 

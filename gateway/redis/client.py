@@ -1,9 +1,10 @@
 """One shared Redis (one server, Sentinel or Cluster) with explicit timeouts and a circuit breaker.
 
-A leaf module: the cache, the replay store, the rate limiter and the audit stream each use it
-through their own implementation file, and each falls back to an in-process store (counted) while
-the breaker is open. The composition root needs four calls: ``SharedRedis.from_settings(...)``,
-``await shared.start()``, ``await shared.readiness()`` and ``await shared.aclose()``.
+The redis package's front door: the cache, the replay store, the rate limiter and the audit stream
+each use it through their own implementation file, and each falls back to an in-process store
+(counted) while the breaker is open. The composition root needs four calls: ``SharedRedis(url,
+options=...)`` (built from the settings by ``gateway.app.redis``), ``await shared.start()``,
+``await shared.readiness()`` and ``await shared.aclose()``.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import redis
 import redis.asyncio.cluster
@@ -27,9 +28,6 @@ from gateway.redis.probe import ServerFacts, describe_error, read_facts
 from gateway.redis.scripts import LuaScript
 from gateway.redis.sentinel import SwitchMasterListener
 from gateway.redis.url import parse_redis_url
-
-if TYPE_CHECKING:
-    from gateway.settings import Settings
 
 __all__ = ["TIMEOUT", "Breaker", "LuaScript", "NotReplicated", "RedisDown", "RedisOptions", "SharedRedis", "SyncClient"]
 
@@ -71,13 +69,6 @@ class SharedRedis:
         self._nonces = SetNxBatcher(self._set_nx_batch)
         self._tasks: list[asyncio.Task[None]] = []
         self._on_error = on_error
-
-    @classmethod
-    def from_settings(cls, settings: Settings, *, on_error: Callable[[], None] = lambda: None,
-                      environ: Mapping[str, str] | None = None) -> SharedRedis:
-        assert settings.redis_url is not None  # noqa: S101 - the caller checks that Redis is configured
-        options = RedisOptions.from_settings(settings, dict(environ) if environ is not None else None)
-        return cls(settings.redis_url, prefix=settings.redis_prefix, on_error=on_error, options=options)
 
     # -- keys -----------------------------------------------------------------------------------
     def key(self, *parts: str) -> str:

@@ -23,7 +23,7 @@ import botocore
 from botocore.config import Config
 
 # The primitives live in a leaf module, shared with the ElastiCache IAM token (gateway.redis.auth).
-from gateway.sigv4_primitives import ALGORITHM, SAFE, Credentials, FrozenCredentials, amz_date, derive_signing_key
+from gateway.sigv4.primitives import ALGORITHM, SAFE, Credentials, FrozenCredentials, amz_date, derive_signing_key
 
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 MAX_EXPIRES = 604_800  # SigV4 query signatures are valid for at most seven days

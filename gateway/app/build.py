@@ -33,7 +33,7 @@ from gateway.config import StdoutSink as StdoutSinkConfig
 from gateway.errors import ConfigError
 from gateway.metrics import Metrics
 from gateway.policy import compile_policy
-from gateway.redis_client import SharedRedis
+from gateway.redis.client import SharedRedis
 from gateway.service import State
 from gateway.settings import Settings, is_loopback_host
 

@@ -36,7 +36,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gateway-metrics-")
     from gateway import logs
-    from gateway.serving import serve
+    from gateway.app.serving import serve
 
     settings = _settings({
         "config": args.config, "local_dir": args.local_dir, "host": args.host, "port": args.port,
@@ -69,7 +69,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_sign_request(args: argparse.Namespace) -> int:
-    from gateway.client import format_headers, sign_request
+    from gateway.vendor_signing import format_headers, sign_request
 
     secret = os.environ.get(args.secret_env, "")
     if not secret:
@@ -151,9 +151,9 @@ def _delivery_line(dataset: Dataset) -> str:
 
 
 def cmd_urls(args: argparse.Namespace) -> int:
-    from gateway import cli_urls
+    from gateway.cli import urls
 
-    return cli_urls.run(config=_config_path(args), dataset=args.dataset, base_url=args.base_url,
+    return urls.run(config=_config_path(args), dataset=args.dataset, base_url=args.base_url,
                         listing=args.list, fmt=args.format)
 
 

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from gateway import client
+from gateway import vendor_signing
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "vendor-auth.md"
 _FENCE = re.compile(r"^```[a-z]*\n(.*?)^```$", re.MULTILINE | re.DOTALL)
@@ -41,11 +41,12 @@ def test_the_docs_hold_vectors() -> None:
 def test_documented_vectors(title: str, fields: dict[str, str], canonical: str, headers: str) -> None:
     url = urlsplit(fields["url"])
     timestamp = int(fields["timestamp"])
-    assert client.canonical_string(fields["method"], url.path, url.query, timestamp, fields["key id"]) == canonical
-    signed = client.sign_request(
+    assert vendor_signing.canonical_string(fields["method"], url.path, url.query, timestamp,
+                                           fields["key id"]) == canonical
+    signed = vendor_signing.sign_request(
         fields["method"], fields["url"], key_id=fields["key id"], secret=fields["secret"], timestamp=timestamp
     )
-    assert client.format_headers(signed) == headers
+    assert vendor_signing.format_headers(signed) == headers
 
 
 @pytest.mark.parametrize(
@@ -69,12 +70,12 @@ def test_documented_vectors(title: str, fields: dict[str, str], canonical: str, 
     ],
 )
 def test_canonical_path(path: str, canonical: str) -> None:
-    assert client.canonical_path(path) == canonical
+    assert vendor_signing.canonical_path(path) == canonical
 
 
 def test_canonical_path_takes_wire_bytes() -> None:
-    assert client.canonical_path(b"/caf\xc3\xa9") == client.canonical_path("/caf\u00e9") == "/caf%C3%A9"
-    assert client.canonical_path(b"/\xff") == "/%FF"  # not UTF-8: still one stable encoding
+    assert vendor_signing.canonical_path(b"/caf\xc3\xa9") == vendor_signing.canonical_path("/caf\u00e9") == "/caf%C3%A9"
+    assert vendor_signing.canonical_path(b"/\xff") == "/%FF"  # not UTF-8: still one stable encoding
 
 
 @pytest.mark.parametrize(
@@ -92,7 +93,7 @@ def test_canonical_path_takes_wire_bytes() -> None:
     ],
 )
 def test_canonical_query(query: str, canonical: str) -> None:
-    assert client.canonical_query(query) == canonical
+    assert vendor_signing.canonical_query(query) == canonical
 
 
 def test_signature_binds_every_part() -> None:
@@ -105,27 +106,27 @@ def test_signature_binds_every_part() -> None:
         (*base[:3], 1700000001, "k1"),
         (*base[:4], "k2"),
     ]
-    signatures = {client.sign(client.canonical_string(*variant), "s" * 32) for variant in variants}
-    signatures.add(client.sign(client.canonical_string(*base), "t" * 32))
+    signatures = {vendor_signing.sign(vendor_signing.canonical_string(*variant), "s" * 32) for variant in variants}
+    signatures.add(vendor_signing.sign(vendor_signing.canonical_string(*base), "t" * 32))
     assert len(signatures) == 7
 
 
 def test_sign_request_defaults_to_now_and_accepts_relative_urls() -> None:
-    headers = client.sign_request("GET", "/v1/x?b=1", key_id="k1", secret=b"s" * 32)
+    headers = vendor_signing.sign_request("GET", "/v1/x?b=1", key_id="k1", secret=b"s" * 32)
     assert set(headers) == {"X-Gateway-Key-Id", "X-Gateway-Timestamp", "X-Gateway-Signature"}
     assert re.fullmatch(r"[0-9a-f]{64}", headers["X-Gateway-Signature"])
     assert headers["X-Gateway-Timestamp"].isdigit()
     # The secret's surrounding whitespace (a trailing newline from a file) is not part of it.
-    from_file = client.sign_request("GET", "/", key_id="k1", secret="abc\n", timestamp=1)
-    assert from_file == client.sign_request("GET", "/", key_id="k1", secret=b"abc", timestamp=1)
+    from_file = vendor_signing.sign_request("GET", "/", key_id="k1", secret="abc\n", timestamp=1)
+    assert from_file == vendor_signing.sign_request("GET", "/", key_id="k1", secret=b"abc", timestamp=1)
 
 
 def test_format_headers() -> None:
-    assert client.format_headers({"A": "1", "B-C": "x y"}) == "A: 1\nB-C: x y"
+    assert vendor_signing.format_headers({"A": "1", "B-C": "x y"}) == "A: 1\nB-C: x y"
 
 
 def test_client_is_a_standard_library_leaf() -> None:
-    source = Path(client.__file__).read_text(encoding="utf-8")
+    source = Path(vendor_signing.__file__).read_text(encoding="utf-8")
     modules: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):

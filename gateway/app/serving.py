@@ -15,8 +15,8 @@ import secrets
 import socket
 from typing import Any
 
+from gateway.app.protocol import Limits, configure
 from gateway.errors import ConfigError
-from gateway.protocol import Limits, configure
 from gateway.settings import Settings
 
 
@@ -35,11 +35,11 @@ def serve(settings: Settings) -> None:
     common: dict[str, Any] = {
         "host": settings.host, "port": settings.port, "access_log": False, "proxy_headers": False,
         "server_header": False, "log_config": None, "timeout_graceful_shutdown": 10,
-        "http": "gateway.protocol:GatewayHttpProtocol", "timeout_keep_alive": settings.keepalive_timeout,
+        "http": "gateway.app.protocol:GatewayHttpProtocol", "timeout_keep_alive": settings.keepalive_timeout,
         "h11_max_incomplete_event_size": settings.max_header_bytes,
     }
     if settings.tls_cert is not None and settings.tls_key is not None:
-        from gateway.tls import FollowedCertificate, load_pair
+        from gateway.app.tls import FollowedCertificate, load_pair
 
         load_pair(settings.tls_cert, settings.tls_key)  # a bad pair is a clear error now, not per worker
         common["ssl_context_factory"] = FollowedCertificate(settings.tls_cert, settings.tls_key)
