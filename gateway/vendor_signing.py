@@ -4,16 +4,20 @@ This module is shipped to vendors as is. It uses the standard library only and i
 from the gateway package. The gateway verifies with the very same ``canonical_string``, so the
 two sides cannot disagree. The scheme is specified, with test vectors, in docs/vendor-auth.md.
 
-The canonical string is six lines joined by ``\\n`` (no trailing newline)::
+Version 2 (the default) signs seven lines joined by ``\\n`` (no trailing newline); the last is the
+SHA-256 of the body (here the empty body of a GET), also sent in ``X-Gateway-Content-SHA256``::
 
-    GATEWAY-HMAC-SHA256
+    GATEWAY-HMAC-SHA256-V2
     GET
     /v1/datasets/driving-2024/objects/images/cam%20front/0001.jpg
     format=json&size=large
     1700000000
     aquarium-2024-01
+    e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 
-and the signature is the lower-case hex HMAC-SHA256 of its UTF-8 bytes under the secret.
+and the signature is the lower-case hex HMAC-SHA256 of its UTF-8 bytes under the secret. Version 1
+is the first six lines under the tag ``GATEWAY-HMAC-SHA256``: it does not cover the body, so the
+gateway accepts it only from the vendors its operator still allows it for.
 """
 
 from __future__ import annotations
@@ -25,23 +29,32 @@ from collections.abc import Mapping
 from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 __all__ = [
+    "CONTENT_SHA256_HEADER",
+    "EMPTY_SHA256",
     "KEY_ID_HEADER",
     "SCHEME",
+    "SCHEME_V2",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
+    "VERSION_HEADER",
     "canonical_path",
     "canonical_query",
     "canonical_string",
+    "content_sha256",
     "format_headers",
     "normalize_secret",
     "sign",
     "sign_request",
 ]
 
-SCHEME = "GATEWAY-HMAC-SHA256"
+SCHEME = "GATEWAY-HMAC-SHA256"  # version 1: the body is not signed
+SCHEME_V2 = "GATEWAY-HMAC-SHA256-V2"  # version 2: the body's SHA-256 is the seventh line
 KEY_ID_HEADER = "X-Gateway-Key-Id"
 TIMESTAMP_HEADER = "X-Gateway-Timestamp"
+VERSION_HEADER = "X-Gateway-Signature-Version"
+CONTENT_SHA256_HEADER = "X-Gateway-Content-SHA256"
 SIGNATURE_HEADER = "X-Gateway-Signature"
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 # RFC 3986 unreserved characters are the only ones left unencoded in the canonical form.
 _UNRESERVED = "-._~"
@@ -84,9 +97,25 @@ def canonical_query(query: str | bytes) -> str:
     return "&".join(f"{name}={value}" for name, value in sorted(pairs))
 
 
-def canonical_string(method: str, path: str | bytes, query: str | bytes, timestamp: int | str, key_id: str) -> str:
-    """The exact text that is signed: scheme tag, METHOD, path, query, timestamp, key id."""
-    return "\n".join([SCHEME, method.upper(), canonical_path(path), canonical_query(query), str(timestamp), key_id])
+def content_sha256(body: bytes | str) -> str:
+    """Lower-case hex SHA-256 of the body's bytes exactly as sent (a str is sent as UTF-8)."""
+    return hashlib.sha256(_wire_bytes(body)).hexdigest()
+
+
+def canonical_string(
+    method: str, path: str | bytes, query: str | bytes, timestamp: int | str, key_id: str,
+    content_sha256: str | None = None,
+) -> str:
+    """The exact text that is signed: scheme tag, METHOD, path, query, timestamp, key id.
+
+    With ``content_sha256`` (64 hex digits) it is version 2: the tag ``GATEWAY-HMAC-SHA256-V2`` and the
+    digest, lower-cased, as a seventh line. Without it, version 1. The tags differ, so a signature of one
+    version never verifies as the other: stripping the version 2 headers cannot downgrade a request.
+    """
+    lines = [method.upper(), canonical_path(path), canonical_query(query), str(timestamp), key_id]
+    if content_sha256 is None:
+        return "\n".join([SCHEME, *lines])
+    return "\n".join([SCHEME_V2, *lines, content_sha256.lower()])
 
 
 def normalize_secret(secret: bytes | str) -> bytes:
@@ -100,18 +129,38 @@ def sign(canonical: str, secret: bytes | str) -> str:
 
 
 def sign_request(
-    method: str, url: str, *, key_id: str, secret: bytes | str, timestamp: int | None = None
+    method: str,
+    url: str,
+    *,
+    key_id: str,
+    secret: bytes | str,
+    timestamp: int | None = None,
+    body: bytes | str | None = None,
+    version: int = 2,
 ) -> dict[str, str]:
     """Headers that authenticate one request for ``method url``; add them to the request as they are.
 
-    ``url`` may be absolute or just a path with a query. Sign exactly the URL you send: the path and
-    query are normalized (see docs/vendor-auth.md) but a different path or query is a different
-    request. A signature is accepted once, within the gateway's allowed clock skew (300 s by default).
+    ``url`` may be absolute or just a path with a query. Sign exactly the URL and the body you send:
+    the path and query are normalized (see docs/vendor-auth.md) but the body is signed byte for byte,
+    so pass the very bytes you will send (serialize JSON once). No ``body`` is the empty body, as for a
+    GET. A signature is accepted once, within the gateway's allowed clock skew (300 s by default).
+
+    ``version=1`` makes the old headers, which do not cover the body (for tests and for gateways whose
+    operator still allows version 1); it refuses a ``body``, since it could not protect it.
     """
     parts = urlsplit(url)
     ts = int(time.time()) if timestamp is None else int(timestamp)
-    signature = sign(canonical_string(method, parts.path, parts.query, ts, key_id), secret)
-    return {KEY_ID_HEADER: key_id, TIMESTAMP_HEADER: str(ts), SIGNATURE_HEADER: signature}
+    if version == 1:
+        if body is not None:
+            raise ValueError("signature version 1 does not cover the body; sign with version 2")
+        signature = sign(canonical_string(method, parts.path, parts.query, ts, key_id), secret)
+        return {KEY_ID_HEADER: key_id, TIMESTAMP_HEADER: str(ts), SIGNATURE_HEADER: signature}
+    if version != 2:
+        raise ValueError(f"signature version must be 1 or 2, not {version!r}")
+    digest = content_sha256(b"" if body is None else body)
+    signature = sign(canonical_string(method, parts.path, parts.query, ts, key_id, digest), secret)
+    return {KEY_ID_HEADER: key_id, TIMESTAMP_HEADER: str(ts), VERSION_HEADER: "2", CONTENT_SHA256_HEADER: digest,
+            SIGNATURE_HEADER: signature}
 
 
 def format_headers(headers: Mapping[str, str]) -> str:

@@ -1,7 +1,9 @@
 """Vendor request signatures (HMAC-SHA256), verified with the same canonical string the vendor signs.
 
 The scheme, its headers and test vectors are in docs/vendor-auth.md; the signing side is
-gateway/vendor_signing.py.
+gateway/vendor_signing.py. Version 2 signs the body's SHA-256 as declared in a header: the
+authenticator checks the signature over that header, and ``check_body`` checks the body against it
+once a route has read the body.
 """
 
 from __future__ import annotations
@@ -26,9 +28,13 @@ MIN_SECRET_BYTES = 16
 _HEADER_NAMES = (vendor_signing.KEY_ID_HEADER, vendor_signing.TIMESTAMP_HEADER,
                  vendor_signing.SIGNATURE_HEADER)
 _HEADERS = tuple(name.lower() for name in _HEADER_NAMES)
+_VERSION = vendor_signing.VERSION_HEADER.lower()
+_DIGEST = vendor_signing.CONTENT_SHA256_HEADER.lower()
+_SIGNATURE_NAME = vendor_signing.SIGNATURE_HEADER.lower()
 _KEY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
-_SIGNATURE = re.compile(r"^[0-9a-fA-F]{64}$")
+_SIGNATURE = _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+_VERSIONS = {"1": 1, "2": 2}
 
 
 class VendorReason(StrEnum):
@@ -39,7 +45,10 @@ class VendorReason(StrEnum):
     UNKNOWN_KEY = "unknown_key"
     SKEW = "skew"
     BAD_SIGNATURE = "bad_signature"
+    VERSION_NOT_ALLOWED = "version_not_allowed"  # a valid version 1 signature from a vendor held to version 2
+    MISSING_DIGEST = "missing_digest"  # version 2 without X-Gateway-Content-SHA256
     REPLAY = "replay"
+    BODY_MISMATCH = "body_mismatch"  # check_body: the body is not the one the signature covers
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +57,7 @@ class _Key:
     key_id: str
     secret: bytes
     max_skew: float
+    versions: frozenset[int]  # the signature versions this vendor may use
     # Who a valid signature with this key proves: the same object every time (it is immutable),
     # so that what is remembered per principal (the policy's rule memo, the audit JSON) is reused.
     principal: Principal
@@ -85,7 +95,8 @@ def _load_secret(key: VendorKey, environ: Mapping[str, str], where: str) -> tupl
 
 
 class VendorAuthenticator:
-    """Verifies ``X-Gateway-Key-Id``, ``X-Gateway-Timestamp`` and ``X-Gateway-Signature``.
+    """Verifies ``X-Gateway-Key-Id``, ``X-Gateway-Timestamp`` and ``X-Gateway-Signature`` (and, in
+    version 2, the signed ``X-Gateway-Content-SHA256``; the body itself is ``check_body``'s).
 
     Secrets are loaded once, here; every problem (unset variable, unreadable or empty file, short
     secret, duplicate key id) is reported at once as a ConfigError. Several keys per vendor may be
@@ -118,7 +129,8 @@ class VendorAuthenticator:
                 elif secret is not None:
                     principal = Principal(method=AuthMethod.VENDOR_HMAC, subject=vendor.name, issuer=vendor.name,
                                           key_id=key.id)
-                    self._keys[key.id] = _Key(vendor.name, key.id, secret, vendor.max_skew, principal)
+                    self._keys[key.id] = _Key(vendor.name, key.id, secret, vendor.max_skew,
+                                              frozenset(vendor.signature_versions), principal)
         if problems:
             raise ConfigError("auth.vendors", problems)
 
@@ -133,7 +145,8 @@ class VendorAuthenticator:
         return _HEADERS[0] in headers or _HEADERS[1] in headers or _HEADERS[2] in headers
 
     async def authenticate(self, request: AuthRequest) -> Principal | None:
-        values = [_header(request.headers, name) for name in _HEADERS]
+        headers = request.headers
+        values = [_header(headers, name) for name in _HEADERS]
         if all(value is None for value in values):
             return None
         missing = [name for name, value in zip(_HEADER_NAMES, values, strict=True) if not value]
@@ -146,6 +159,7 @@ class VendorAuthenticator:
             raise _fail(VendorReason.MALFORMED_HEADER, f"{vendor_signing.TIMESTAMP_HEADER} must be Unix seconds")
         if not _SIGNATURE.match(signature):
             raise _fail(VendorReason.MALFORMED_HEADER, f"{vendor_signing.SIGNATURE_HEADER} must be 64 hex digits")
+        digest = _signed_digest(headers)
 
         key = self._keys.get(key_id)
         if key is None:
@@ -162,14 +176,26 @@ class VendorAuthenticator:
                 f"the timestamp is {abs(drift):.0f}s {direction} the gateway's clock (allowed: {key.max_skew:.0f}s)",
             )
 
+        # Version 2 signs the declared body digest; check_body later holds the body to it.
         canonical = vendor_signing.canonical_string(request.method, _raw(request.path), _raw(request.query),
-                                                    timestamp, key_id)
+                                                    timestamp, key_id, digest)
         expected = vendor_signing.sign(canonical, key.secret)
         # Constant-time comparison: timing must not reveal how many leading characters matched.
         if not hmac.compare_digest(expected, signature.lower()):
+            covered = "method, path, query, timestamp and key id (signature version 1)" if digest is None else \
+                "method, path, query, timestamp, key id and body digest (signature version 2)"
+            raise _fail(VendorReason.BAD_SIGNATURE, f"the signature does not match the {covered}")
+
+        version = 1 if digest is None else 2
+        # Checked once the signature is known good: a forgery is reported as one, and only the key's
+        # holder learns which versions its vendor may use. Version 1 leaves the body unsigned.
+        if version not in key.versions:
+            why = "" if version == 2 else " does not cover the request body" + (
+                " (and this request has one)" if _declares_body(headers) else "") + " and"
             raise _fail(
-                VendorReason.BAD_SIGNATURE,
-                "the signature does not match the method, path, query, timestamp and key id",
+                VendorReason.VERSION_NOT_ALLOWED,
+                f"signature version {version}{why} is not accepted from vendor {key.vendor!r} "
+                f"(it may use version {' or '.join(map(str, sorted(key.versions)))}; see docs/vendor-auth.md)",
             )
 
         # Only a valid signature reaches the replay store, so forged requests cannot fill it.
@@ -180,6 +206,75 @@ class VendorAuthenticator:
             raise _fail(VendorReason.REPLAY, "this signature was already used; sign each request afresh")
 
         return key.principal
+
+
+def check_body(headers: Mapping[str, str], body: bytes) -> None:
+    """Refuse a version 2 vendor request whose body is not the one its signature covers.
+
+    The authenticator runs before the body is read, so it can only check the signature over the
+    declared ``X-Gateway-Content-SHA256``; this holds the body to that declaration. Call it on every
+    request whose body is used, once the whole body has been read and before any of it is used
+    (parsed, logged, acted on), after authentication succeeded. ``headers`` are the request's own
+    (Starlette's ``request.headers`` or any mapping; names in any case). Raises Unauthenticated with
+    reason ``body_mismatch`` (or ``missing_digest`` / ``malformed_header`` for headers that never
+    authenticated). A request without a vendor signature, or signed with version 1 (which signs no
+    body and is accepted only from vendors whose ``signature_versions`` list 1), passes unchanged.
+    """
+    found: dict[str, list[str]] = {}
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower in (_SIGNATURE_NAME, _VERSION, _DIGEST):
+            found.setdefault(lower, []).append(value)
+    if not found.get(_SIGNATURE_NAME):
+        return  # not a vendor request: nothing was signed
+    # A repeated header is ambiguous (which one did the signature cover?): fail closed.
+    repeated = [name for name, values in found.items() if len(values) > 1]
+    if repeated:
+        raise _fail(VendorReason.MALFORMED_HEADER, f"{', '.join(repeated)} must be sent once")
+    digest = _signed_digest({name: values[0] for name, values in found.items()})
+    if digest is None:
+        return
+    # Not a secret, but compared in constant time all the same: there is no reason not to.
+    if not hmac.compare_digest(vendor_signing.content_sha256(body), digest):
+        raise _fail(
+            VendorReason.BODY_MISMATCH,
+            f"the SHA-256 of the {len(body)}-byte body is not the signed {vendor_signing.CONTENT_SHA256_HEADER}: "
+            "the body was changed after signing, or was not signed byte for byte as sent",
+        )
+
+
+def _signed_digest(headers: Mapping[str, str]) -> str | None:
+    """The body digest that a request's signature covers (version 2), or None (version 1)."""
+    given = headers.get(_VERSION)
+    version = 1 if given is None else _VERSIONS.get(given.strip())
+    if version is None:
+        raise _fail(VendorReason.MALFORMED_HEADER, f"{vendor_signing.VERSION_HEADER} must be 1 or 2")
+    digest = headers.get(_DIGEST)
+    if version == 1:
+        if digest is not None:
+            # The vendor believes its body is protected, but version 1 does not sign this header.
+            raise _fail(
+                VendorReason.MALFORMED_HEADER,
+                f"{vendor_signing.CONTENT_SHA256_HEADER} is signed only in version 2: "
+                f"send {vendor_signing.VERSION_HEADER}: 2 and sign the version 2 string",
+            )
+        return None
+    if not digest:
+        raise _fail(
+            VendorReason.MISSING_DIGEST,
+            f"signature version 2 needs {vendor_signing.CONTENT_SHA256_HEADER}: the SHA-256 of the body "
+            "(of the empty body for a GET)",
+        )
+    digest = digest.strip()
+    if not _HEX64.match(digest):
+        raise _fail(VendorReason.MALFORMED_HEADER,
+                    f"{vendor_signing.CONTENT_SHA256_HEADER} must be 64 hex digits (the SHA-256 of the body)")
+    return digest.lower()
+
+
+def _declares_body(headers: Mapping[str, str]) -> bool:
+    length = headers.get("content-length", "").strip()
+    return "transfer-encoding" in headers or (length != "" and length != "0")
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -21,10 +22,36 @@ class VendorKey(Strict):
         return self
 
 
+SignatureVersion = Literal[1, 2]
+SIGNATURE_VERSIONS = (1, 2)
+
+
+def _version_2_only() -> list[SignatureVersion]:
+    return [2]
+
+
 class Vendor(Strict):
     name: str = Field(pattern=NAME)
     keys: list[VendorKey] = Field(min_length=1)
     max_skew: Duration = 300.0
+    # Version 1 does not sign the request body, so by default only version 2 is accepted; an operator
+    # lists 1 only while that vendor migrates (docs/vendor-auth.md, "Moving from version 1 to version 2").
+    signature_versions: list[SignatureVersion] = Field(default_factory=_version_2_only)
+
+    @field_validator("signature_versions", mode="before")
+    @classmethod
+    def _known_versions(cls, value: object) -> object:
+        if not isinstance(value, list | tuple):
+            return value  # pydantic reports the type
+        # Exact ints only: YAML's true (or "2") is a typo, not a version.
+        bad = [v for v in value if type(v) is not int or v not in SIGNATURE_VERSIONS]
+        if bad:
+            raise ValueError(f"signature versions are 1 (does not sign the body) and 2; got {bad!r}")
+        if not value:
+            raise ValueError("list at least one signature version (2; and 1 only while the vendor migrates)")
+        if len(set(value)) != len(value):
+            raise ValueError(f"a signature version is listed twice: {list(value)!r}")
+        return value
 
 
 MAX_SESSION_TTL = 86_400.0

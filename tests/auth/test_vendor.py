@@ -1,4 +1,5 @@
-"""Vendor HMAC verification, driven by the same client the vendor runs."""
+"""Vendor HMAC verification, driven by the same client the vendor runs (signature version 2, the
+default; versions and bodies: test_vendor_body.py)."""
 
 from __future__ import annotations
 
@@ -15,28 +16,11 @@ from gateway.auth.vendor import VendorAuthenticator
 from gateway.config import Vendor
 from gateway.errors import ConfigError, Unauthenticated
 from gateway.models import AuthMethod
-from gateway.vendor_signing import sign_request
 
 from .support import FakeClock
+from .vendor_support import ENV, SECRET_1, SECRET_2, URL, reason_for, signed, vendors
 
 pytestmark = pytest.mark.anyio
-SECRET_1 = "first-secret-for-tests-0123456789"
-SECRET_2 = "second-secret-for-tests-987654321"
-ENV = {"AQ_1": SECRET_1, "AQ_2": SECRET_2 + "\n", "OTHER": "other-vendor-secret-0123456789"}
-URL = "https://gw.example.com/v1/datasets/driving/objects/images/cam%20a/1.jpg?format=json&size=l"
-
-
-def vendors(*, max_skew: float = 300) -> list[Vendor]:
-    return [
-        Vendor.model_validate(
-            {
-                "name": "aquarium",
-                "max_skew": max_skew,
-                "keys": [{"id": "aq-1", "secret_env": "AQ_1"}, {"id": "aq-2", "secret_env": "AQ_2"}],
-            }
-        ),
-        Vendor.model_validate({"name": "other", "keys": [{"id": "ot-1", "secret_env": "OTHER"}]}),
-    ]
 
 
 @pytest.fixture
@@ -52,39 +36,6 @@ def make(wall: FakeClock) -> Callable[..., VendorAuthenticator]:
         )
 
     return build
-
-
-def signed(
-    method: str = "GET",
-    url: str = URL,
-    *,
-    key_id: str = "aq-1",
-    secret: str = SECRET_1,
-    timestamp: float = 1_700_000_000,
-    **overrides: str,
-) -> AuthRequest:
-    """A request as the HTTP layer hands it over: raw path and query, lower-case header names."""
-    headers = {
-        k.lower(): v
-        for k, v in sign_request(method, url, key_id=key_id, secret=secret, timestamp=int(timestamp)).items()
-    }
-    headers.update(overrides)
-    path, _, query = url.split("://", 1)[1].partition("/")[2].partition("?")
-    return AuthRequest(
-        method, "/" + path, query, {k: v for k, v in headers.items() if v != "-"}, ipaddress.ip_address("203.0.113.9")
-    )
-
-
-async def reason_for(auth: VendorAuthenticator, request: AuthRequest) -> str:
-    with pytest.raises(Unauthenticated) as caught:
-        await auth.authenticate(request)
-    assert caught.value.scheme == "Gateway-HMAC"
-    signature = request.headers.get("x-gateway-signature")
-    if signature and len(signature) > 8:
-        assert signature not in caught.value.detail
-    for secret in ENV.values():
-        assert secret.strip() not in caught.value.detail
-    return caught.value.reason
 
 
 async def test_valid_signature(make: Callable[..., VendorAuthenticator]) -> None:

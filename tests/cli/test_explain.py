@@ -100,7 +100,8 @@ def test_sign_request_prints_headers_that_match_the_documented_scheme() -> None:
     headers = dict(line.split(": ", 1) for line in result.stdout.splitlines())
     assert headers["X-Gateway-Key-Id"] == "aq-1"
     expected = sign(canonical_string("GET", "/v1/datasets/team/objects/images/1.png", "b=2&a=1",
-                                     headers["X-Gateway-Timestamp"], "aq-1"), "s" * 32)
+                                     headers["X-Gateway-Timestamp"], "aq-1", headers["X-Gateway-Content-SHA256"]),
+                    "s" * 32)
     assert headers["X-Gateway-Signature"] == expected
     missing = subprocess.run([sys.executable, "-m", "gateway", "sign-request", "--key-id", "aq-1", "--secret-env",
                               "NOT_SET_ANYWHERE", "GET", "https://gw.example/x"], capture_output=True, text=True,
