@@ -5,12 +5,13 @@ builds the authorization request (``prepare_grant_uri`` with an S256 ``code_chal
 token request (``prepare_token_request``, ``ClientAuth``), and checks the ID token's claims
 (``CodeIDToken``: ``iss``, ``aud``, ``azp``, ``exp``, ``iat``, ``nonce``, ``at_hash``). joserfc
 checks its signature, with keys from the issuer's ``JwksCache`` (shared with bearer tokens, so its
-refetch limits hold) and only with the algorithms the configuration allows. HTTP goes through the
-gateway's own client: no redirects, short timeouts, bounded bodies.
+refetch limits hold) and only with the algorithms the configuration allows. HTTP goes through
+``IdpHttp``, as the key cache's does: no redirects, one deadline, bounded bodies, one error type.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -19,7 +20,6 @@ from enum import StrEnum
 from typing import Any
 
 import httpx
-import orjson
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.auth import ClientAuth
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri, prepare_token_request
@@ -32,11 +32,12 @@ from joserfc.jwk import import_key
 from joserfc.jws import JWSRegistry
 
 from gateway.auth.claims import unverified_parts
+from gateway.auth.idp_http import TOKEN_ANSWERS, IdpError, IdpFailure, IdpHttp
 from gateway.auth.jwks import JwksCache
 from gateway.config import BrowserSignIn, OidcIssuer
 from gateway.errors import SignInFailed, Unauthenticated, Unavailable
 
-MAX_BODY = 1_000_000
+log = logging.getLogger(__name__)
 _ERROR_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -97,13 +98,14 @@ class BrowserClient:
 
     def __init__(self, issuer: OidcIssuer, *, client_secret: str, redirect_uri: str, http: httpx.AsyncClient,
                  jwks: JwksCache, clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic, metadata_ttl: float = 3600.0) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, metadata_ttl: float = 3600.0,
+                 timeout: float = 5.0) -> None:
         assert issuer.browser is not None  # noqa: S101 - built only for issuers with browser sign-in
         self.issuer = issuer
         self.browser: BrowserSignIn = issuer.browser
         self.redirect_uri = redirect_uri
         self._auth = ClientAuth(self.browser.client_id, client_secret, "client_secret_basic")
-        self._http = http
+        self._idp = IdpHttp(http, timeout)
         self._jwks = jwks
         self._clock = clock
         self._monotonic = monotonic
@@ -126,28 +128,31 @@ class BrowserClient:
             self._attempted_at = now
             try:
                 self._metadata, self._loaded_at = await self._discover(), now
-            except ValueError as exc:
+            except IdpError as exc:
+                log.warning("discovery failed for issuer %s: %s: %s", self.issuer.name, exc.reason, exc)
                 if self._metadata is None:
                     raise Unavailable(f"the identity provider {self.issuer.name!r} cannot be used for sign-in "
-                                      f"right now ({exc})") from None
+                                      f"right now ({exc.public})") from None
         if self._metadata is None:
             raise Unavailable(f"the identity provider {self.issuer.name!r} cannot be reached for sign-in")
         return self._metadata
 
     async def _discover(self) -> ProviderMetadata:
-        document = await self._request("GET", self.issuer.issuer.rstrip("/") + "/.well-known/openid-configuration")
-        if not isinstance(document, dict):
-            raise ValueError("the discovery document is not a JSON object")
+        document = await self._idp.get(self.issuer.issuer.rstrip("/") + "/.well-known/openid-configuration")
         # Mix-up defence: the document must be about exactly the configured issuer.
         if document.get("issuer") != self.issuer.issuer:
-            raise ValueError("the discovery document names another issuer")
+            raise IdpError(IdpFailure.INVALID, "the discovery document names another issuer")
         checked = OpenIDProviderMetadata(document)
-        for check in (checked.validate_issuer, checked.validate_authorization_endpoint,
-                      checked.validate_token_endpoint, checked.validate_jwks_uri):
-            check()
+        try:
+            for check in (checked.validate_issuer, checked.validate_authorization_endpoint,
+                          checked.validate_token_endpoint, checked.validate_jwks_uri):
+                check()
+        except ValueError as exc:  # authlib's words name the field, never a secret
+            raise IdpError(IdpFailure.INVALID, f"the discovery document is not usable: {exc}") from None
         methods = document.get("code_challenge_methods_supported")
         if isinstance(methods, list) and "S256" not in methods:
-            raise ValueError("the issuer does not support PKCE with S256")  # never downgrade to plain
+            # Never downgrade to plain.
+            raise IdpError(IdpFailure.INVALID, "the issuer does not support PKCE with S256")
         end_session = document.get("end_session_endpoint")
         auth_methods = document.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
         return ProviderMetadata(
@@ -172,13 +177,14 @@ class BrowserClient:
             "POST", metadata.token_endpoint,
             {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}, body)
         try:
-            answer = await self._request("POST", url, headers=headers, content=body, errors_ok=True)
-        except ValueError as exc:
+            answer = await self._idp.fetch("POST", url, headers=headers, content=body, accept=TOKEN_ANSWERS)
+        except IdpError as exc:
+            log.warning("token request failed for issuer %s: %s: %s", self.issuer.name, exc.reason, exc)
             raise Unavailable(f"the identity provider {self.issuer.name!r} did not answer the token request "
-                              f"({exc})") from None
-        if not isinstance(answer, dict) or "error" in answer:
-            error = idp_code(answer.get("error") if isinstance(answer, dict) else None)
-            raise refuse(SignInReason.TOKEN_REFUSED, f"the identity provider refused the code ({error})")
+                              f"({exc.public})") from None
+        if "error" in answer:  # a refusal (RFC 6749 section 5.2): invalid_grant for a spent or forged code
+            raise refuse(SignInReason.TOKEN_REFUSED, f"the identity provider refused the code "
+                                                     f"({idp_code(answer.get('error'))})")
         if not isinstance(answer.get("id_token"), str):
             raise refuse(SignInReason.TOKEN_REFUSED, "the identity provider's token response has no ID token")
         return answer
@@ -230,21 +236,3 @@ class BrowserClient:
         url: str = add_params_to_uri(metadata.end_session_endpoint, [
             ("client_id", self.browser.client_id), ("post_logout_redirect_uri", post_logout_redirect_uri)])
         return url
-
-    async def _request(self, method: str, url: str, *, errors_ok: bool = False, **kwargs: Any) -> object:
-        """JSON from the issuer; ValueError (without secrets in the message) when there is none."""
-        try:
-            async with self._http.stream(method, url, follow_redirects=False, **kwargs) as response:
-                if response.status_code != 200 and not (errors_ok and 400 <= response.status_code < 500):
-                    raise ValueError(f"{method} {url} answered {response.status_code}")
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_BODY:
-                        raise ValueError(f"{method} {url} answered more than {MAX_BODY} bytes")
-        except httpx.HTTPError as exc:
-            raise ValueError(f"{method} {url} failed: {type(exc).__name__}") from None
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise ValueError(f"{method} {url} did not answer JSON") from None

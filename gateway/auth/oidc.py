@@ -104,7 +104,8 @@ class OidcAuthenticator:
         return principal
 
     async def verify(self, token: str) -> Principal:
-        """The principal for a valid token, or Unauthenticated / Unavailable."""
+        """The principal for a valid token; Unauthenticated, or Unavailable when the token's key is
+        not known and its issuer cannot be reached."""
         if not token:
             raise fail(OidcReason.MALFORMED, "the bearer token is empty")
         principal = self.cached(token)
@@ -123,10 +124,14 @@ class OidcAuthenticator:
             raise fail(OidcReason.BAD_ALGORITHM, f"alg {alg[:20]!r} is not allowed for {issuer.name!r}")
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
-            raise fail(OidcReason.UNKNOWN_KID, "the token header has no kid; this gateway requires one")
+            # Not unknown_kid: that reason counts only tokens signed with keys the issuer does not publish.
+            raise fail(OidcReason.MALFORMED, "the token header has no kid; this gateway requires one")
+        # Unavailable (503) only while the issuer cannot be reached; with the issuer answering, a
+        # kid it does not publish is the token's fault (401), however many strangers send one.
         key = await self._jwks[issuer.name].get(kid)
         if key is None:
-            raise fail(OidcReason.UNKNOWN_KID, f"{issuer.name!r} publishes no key {kid[:100]!r}")
+            raise fail(OidcReason.UNKNOWN_KID, f"the token is signed with a key the issuer {issuer.name!r} does "
+                       "not publish")
         try:
             pyjwk = key.for_algorithm(alg)
         except ValueError as exc:

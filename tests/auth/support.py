@@ -8,10 +8,11 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import jwt
@@ -54,15 +55,29 @@ class SigningKey:
         return jwt.encode(claims, self.private, algorithm=alg or self.alg, headers={"kid": self.kid, **(headers or {})})
 
 
+@dataclass(frozen=True)
+class Canned:
+    """One answer to one path, replacing the identity provider's own (a misbehaving issuer)."""
+
+    status: int
+    body: bytes = b"{}"
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
 @dataclass
 class Idp:
-    """A real HTTP identity provider: discovery and JWKS, with keys and availability under test control."""
+    """A real HTTP identity provider: discovery, JWKS and a token endpoint, with keys, answers and
+    availability under test control."""
 
     base: str = ""
     keys: list[dict[str, Any]] = field(default_factory=list)
     down: bool = False
     discovery_issuer: str | None = None  # what discovery claims; defaults to ``base``
     delay: float = 0.0  # seconds every answer takes (a slow identity provider)
+    token_answer: tuple[int, dict[str, Any]] = (400, {"error": "invalid_grant"})
+    canned: dict[str, Canned] = field(default_factory=dict)  # by path (below the issuer), instead of the above
+    token_requests: list[dict[str, list[str]]] = field(default_factory=list)
     hits: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -70,50 +85,75 @@ class Idp:
     def issuer(self) -> str:
         return self.base
 
-    def serve(self, path: str) -> tuple[int, bytes]:
+    def serve(self, path: str, form: bytes | None = None) -> Canned:
         path = path.removeprefix("/oauth2/default")  # Okta's custom authorization server layout
         with self.lock:
             self.hits[path] += 1
+            if form is not None:
+                self.token_requests.append(parse_qs(form.decode()))
         if self.delay:
             time.sleep(self.delay)
+        if path in self.canned:
+            time.sleep(self.canned[path].delay)
+            return self.canned[path]
         if self.down:
-            return 503, b"down"
+            return Canned(503, b"down")
         if path == "/.well-known/openid-configuration":
-            doc = {"issuer": self.discovery_issuer or self.base, "jwks_uri": self.base + "/v1/keys"}
-            return 200, json.dumps(doc).encode()
+            doc = {"issuer": self.discovery_issuer or self.base, "jwks_uri": self.base + "/v1/keys",
+                   "authorization_endpoint": self.base + "/v1/authorize", "token_endpoint": self.base + "/v1/token",
+                   "code_challenge_methods_supported": ["S256"]}
+            return Canned(200, json.dumps(doc).encode())
         if path == "/v1/keys":
-            return 200, json.dumps({"keys": self.keys}).encode()
-        return 404, b"{}"
+            return Canned(200, json.dumps({"keys": self.keys}).encode())
+        if path == "/v1/token" and form is not None:
+            return Canned(self.token_answer[0], json.dumps(self.token_answer[1]).encode())
+        return Canned(404)
 
 
 @contextmanager
-def running_idp() -> Iterator[Idp]:
-    """Serve discovery and JWKS on 127.0.0.1 (a free port) from a thread, for the block's duration."""
-    state = Idp()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            status, body = state.serve(self.path)
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on 127.0.0.1 (a free port) from threads, for the block's duration; yields
+    ``http://127.0.0.1:<port>``."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    state.base = f"http://127.0.0.1:{server.server_address[1]}/oauth2/default"
     thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     try:
-        yield state
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@contextmanager
+def running_idp() -> Iterator[Idp]:
+    """Serve the identity provider on 127.0.0.1 (a free port), for the block's duration."""
+    state = Idp()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            self._answer(state.serve(self.path))
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            length = int(self.headers.get("Content-Length") or 0)
+            self._answer(state.serve(self.path, self.rfile.read(length)))
+
+        def _answer(self, canned: Canned) -> None:
+            self.send_response(canned.status)
+            headers = {"Content-Type": "application/json", "Content-Length": str(len(canned.body)), **canned.headers}
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            with suppress(ConnectionError):  # a client that stopped reading (a body over its limit)
+                self.wfile.write(canned.body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+            pass
+
+    with serving(Handler) as url:
+        state.base = url + "/oauth2/default"
+        yield state
 
 
 def issuer_config(idp: Idp, **overrides: Any) -> OidcIssuer:
