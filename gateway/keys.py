@@ -64,23 +64,59 @@ def join_prefix(prefix: str, key: str) -> str:
 
 
 def compile_globs(globs: list[str]) -> re.Pattern[str]:
-    """``*`` matches within one segment, ``**`` across segments, ``?`` one character."""
-    parts = []
-    for glob in globs:
-        out = []
-        i = 0
-        while i < len(glob):
-            if glob.startswith("**", i):
-                out.append(".*")
-                i += 2
-            elif glob[i] == "*":
-                out.append("[^/]*")
-                i += 1
-            elif glob[i] == "?":
-                out.append("[^/]")
-                i += 1
-            else:
-                out.append(re.escape(glob[i]))
-                i += 1
-        parts.append("".join(out))
-    return re.compile("(?:" + "|".join(parts) + r")\Z", re.DOTALL)
+    """One pattern for a dataset's ``allow_keys``, whose ``.match(key)`` tells whether the key is allowed.
+
+    ``*`` matches within one segment, ``**`` across segments, ``?`` one character other than ``/``;
+    each glob is anchored at both ends. The pattern runs in O(len(key) x len(globs)): the plain
+    translation (``*`` to ``[^/]*``, ``**`` to ``.*``) backtracks, and ``**a**a**a...**b`` held the
+    event loop for seconds on a 30-character key. See :func:`_glob_pattern` for why this one cannot.
+    """
+    if not globs:
+        return re.compile(r"\Z")  # matches no key (keys are never empty)
+    return re.compile("|".join(f"(?:{_glob_pattern(glob)})" for glob in globs), re.DOTALL)
+
+
+def _piece(text: str) -> str:
+    return "".join("[^/]" if char == "?" else re.escape(char) for char in text)
+
+
+def _glob_pattern(glob: str) -> str:
+    r"""A glob as a regex that never backtracks into a choice it has made.
+
+    The glob is chunks between ``**``, each chunk pieces between ``*`` (pieces are fixed-length:
+    characters and ``?``). Matching is greedy and leftmost, and that is exact, by exchange:
+
+    - after a ``*``, the next piece is taken at its first occurrence in the segment: a later one
+      only leaves a shorter slash-free stretch before the next piece (a piece holding a ``/`` has one
+      possible place, its slash on the segment's end). Written ``(?>[^/]*?P)``, atomic;
+    - a chunk after a ``**`` starts in the first segment where it can: within one segment, if the
+      first start fails, every later start fails too (its pieces can only land later), so each
+      segment is tried once: ``(?:[^/]*/)*?`` then the chunk's atomic pieces. A chunk of one
+      piece is just its first occurrence, ``(?>.*?P)``;
+    - the last piece is anchored at the end: ``[^/]*P\Z`` (or ``.*P\Z`` after a ``**``).
+
+    Each segment is then scanned a bounded number of times per piece, whatever the key holds.
+    """
+    chunks = [chunk.split("*") for chunk in glob.split("**")]
+    out: list[str] = []
+    for i, pieces in enumerate(chunks):
+        first, middle, last = _piece(pieces[0]), [_piece(p) for p in pieces[1:-1]], _piece(pieces[-1])
+        starred = "".join(f"(?>[^/]*?{p})" for p in middle)
+        final = i == len(chunks) - 1
+        if i == 0:
+            head = first
+        elif "/" in pieces[0] and len(pieces) > 1:  # it starts at a slash: one place per segment
+            head = f".*{first}" if final else f".*?{first}"
+        elif len(pieces) == 1:  # one piece after a **: its first occurrence, or at the very end
+            out.append(f".*{first}\\Z" if final else f"(?>.*?{first})")
+            continue
+        else:
+            head = f"(?:[^/]*/)*?(?>[^/]*?{first})"
+        if len(pieces) == 1:
+            out.append(f"{head}\\Z" if final else head)
+        elif final:
+            out.append(f"{head}{starred}[^/]*{last}\\Z")
+        else:
+            tail = f"{head}{starred}(?>[^/]*?{last})"
+            out.append(tail if i == 0 else f"(?>{tail})")
+    return "".join(out)

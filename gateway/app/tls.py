@@ -21,6 +21,11 @@ from gateway.errors import ConfigError
 
 log = logging.getLogger("gateway.app.tls")
 CHECK_INTERVAL = 1.0  # seconds between looks at the files, at most
+# TLS 1.2 suites: AEAD with forward secrecy only (ECDHE, then AES-GCM or ChaCha20-Poly1305). CBC suites
+# (padding oracles: Lucky13, POODLE-style) and static-RSA key exchange (no forward secrecy) are refused.
+# TLS 1.3's suites, all AEAD with forward secrecy, are configured apart in OpenSSL and left as they are;
+# OpenSSL negotiates the highest version both sides speak, so a TLS 1.3 client always gets TLS 1.3.
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL"
 
 
 def load_pair(cert: Path, key: Path) -> ssl.SSLContext:
@@ -32,6 +37,8 @@ def load_pair(cert: Path, key: Path) -> ssl.SSLContext:
         raise ConfigError("TLS", problems)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(TLS12_CIPHERS)
+    context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE  # our order (AES-GCM first), not the client's
     try:
         context.load_cert_chain(cert, key)
     except ssl.SSLError as exc:

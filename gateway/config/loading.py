@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from gateway.config.schema import PolicyFile
+from gateway.config.yaml_source import read_yaml
 from gateway.errors import ConfigError
 
-_KINDS = {"local", "s3", "gcs", "stdout", "file", "redis_stream"}
+_KINDS = {"local", "s3", "gcs", "azure", "stdout", "file", "redis_stream"}  # union branches, not user keys
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
@@ -61,21 +61,17 @@ def _raw_references(data: dict[str, Any]) -> list[str]:
 
 
 def parse_policy(text: str, source: str = "<policy>") -> PolicyFile:
-    """Parse and validate a policy document. Raises ConfigError listing every problem found."""
-    try:
-        data: Any = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(source, [f"{where}not valid YAML ({getattr(exc, 'problem', exc)})"]) from None
+    """Parse and validate a policy document. Raises ConfigError listing every problem found: keys
+    defined twice (see ``yaml_source``), the schema's, and the cross-references'."""
+    data, problems = read_yaml(text, source)
     if not isinstance(data, dict):
-        raise ConfigError(source, ["(top level): expected a mapping with version and datasets"])
+        raise ConfigError(source, [*problems, "(top level): expected a mapping with version and datasets"])
     try:
         policy = PolicyFile.model_validate(data)
     except ValidationError as exc:
-        problems = [f"{_location(err['loc'])}: {err['msg']}" for err in exc.errors()]
+        problems += [f"{_location(err['loc'])}: {err['msg']}" for err in exc.errors()]
         raise ConfigError(source, problems + _raw_references(data)) from None
-    problems = policy.cross_check()
+    problems += policy.cross_check()
     if problems:
         raise ConfigError(source, problems)
     return policy

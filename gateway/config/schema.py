@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from gateway.config.auth import AuthConfig
-from gateway.config.backends import Backend, S3Backend
+from gateway.config.backends import Backend
 from gateway.config.types import NAME, Duration, Network, Strict
 
 
@@ -87,8 +87,8 @@ class Dataset(Strict):
     @model_validator(mode="after")
     def _delivery_fits_backend(self) -> Dataset:
         if self.delivery == "proxy" and self.backend.kind == "local":
-            raise ValueError("delivery: proxy is for s3 and gcs; the local backend always serves its own bytes")
-        if self.delivery == "proxy" and isinstance(self.backend, S3Backend) and self.backend.network_binding:
+            raise ValueError("delivery: proxy is for s3, gcs and azure; the local backend always serves its own bytes")
+        if self.delivery == "proxy" and getattr(self.backend, "network_binding", None):
             # A proxy dataset's URLs never leave the gateway: binding them to a network would only
             # restrict the gateway's own reads.
             raise ValueError("backend.network_binding applies to delivery: redirect; a proxy dataset hands out "
@@ -101,11 +101,12 @@ class Dataset(Strict):
             return []
         warnings = []
         anonymous = [rule.name for rule in self.rules if rule.anonymous]
-        bound = isinstance(self.backend, S3Backend) and self.backend.network_binding is not None
+        bound = getattr(self.backend, "network_binding", None) is not None
         if anonymous and not bound:
             warnings.append(f"rules {', '.join(anonymous)} admit anonymous callers by network, but delivery is "
                             "redirect without network_binding: the network is checked at the gateway only; a leaked "
-                            "URL works from anywhere until it expires (use delivery: proxy, or network_binding on S3)")
+                            "URL works from anywhere until it expires (use delivery: proxy, or network_binding on S3 "
+                            "or Azure)")
         if self.backend.kind == "gcs":
             warnings.append("redirect delivery on GCS is not network-bound: V4 URLs cannot carry a network; use "
                             "bucket IP filtering on the bucket, or delivery: proxy")
@@ -117,6 +118,8 @@ class Dataset(Strict):
         for glob in globs:
             if not glob or glob.startswith("/") or "\\" in glob:
                 raise ValueError(f"{glob!r} is not a key glob such as images/**")
+            if len(glob) > 1024:  # matching costs the key's length times the globs' (gateway/keys.py)
+                raise ValueError("a key glob holds at most 1024 characters, like the key it matches")
         return globs
 
     @field_validator("rules")

@@ -1,49 +1,18 @@
-"""The ReplayStore contract, run against every implementation available here."""
+"""What only the in-process replay store does: its bound, its purge, its arguments.
+
+The ReplayStore contract itself (a nonce is first seen once, by one of many concurrent callers, and
+forgotten after its TTL) is one suite, run against this store and every Redis topology, in
+tests/redis/test_contracts.py."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
 import pytest
 
-from gateway.auth import ReplayStore
 from gateway.auth.replay import MemoryReplayStore
 
 from .support import FakeClock
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=["memory"])
-def store(request: pytest.FixtureRequest, mono: FakeClock) -> Callable[..., ReplayStore]:
-    def make(**kwargs: int) -> ReplayStore:
-        return MemoryReplayStore(clock=mono, **kwargs)
-
-    return make
-
-
-async def test_first_seen_once_then_refused(store: Callable[..., ReplayStore]) -> None:
-    replay = store()
-    assert await replay.first_seen("n1", 10) is True
-    assert await replay.first_seen("n1", 10) is False
-    assert await replay.first_seen("n2", 10) is True
-
-
-async def test_forgotten_after_the_ttl(store: Callable[..., ReplayStore], mono: FakeClock) -> None:
-    replay = store()
-    assert await replay.first_seen("n", 10)
-    mono.advance(9.9)
-    assert not await replay.first_seen("n", 10)
-    mono.advance(0.2)
-    assert await replay.first_seen("n", 10)
-    assert not await replay.first_seen("n", 10)
-
-
-async def test_concurrent_callers_see_one_winner(store: Callable[..., ReplayStore]) -> None:
-    replay = store()
-    results = await asyncio.gather(*(replay.first_seen("same", 10) for _ in range(50)))
-    assert results.count(True) == 1
 
 
 async def test_memory_store_is_bounded(mono: FakeClock) -> None:

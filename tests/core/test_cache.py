@@ -1,76 +1,46 @@
-"""The signed-URL cache contract, run against every in-process implementation."""
+"""What only the in-process URL cache does: it drops a stale entry at once, holds at most
+``max_entries`` (least recently used out first), and keeps its entries out of the garbage
+collector's reach; and servers collect young objects less often.
+
+The signed-URL cache contract itself (what was put is served, never with less than the minimum
+remaining life, a put replaces) is one suite, run against this cache and every Redis topology, in
+tests/redis/test_contracts.py."""
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from gateway.cache import UrlCache
 from gateway.cache.memory import MemoryUrlCache
 from gateway.models import SignedUrl
+from tests.support import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def url(name: str, *, signed_at: float = 1000.0, lifetime: float = 100.0) -> SignedUrl:
     return SignedUrl(f"https://store.example/{name}?sig=x", signed_at + lifetime, signed_at)
 
 
-@pytest.fixture(params=["memory"])
-def make_cache(request: pytest.FixtureRequest) -> Callable[[int], UrlCache]:
-    """Factory: ``make_cache(max_entries)``; one param per implementation of the contract."""
-
-    def make(max_entries: int) -> UrlCache:
-        if request.param == "memory":
-            return MemoryUrlCache(max_entries)
-        raise AssertionError(request.param)  # pragma: no cover
-
-    return make
-
-
-def test_a_fresh_entry_is_served(make_cache: Callable[[int], UrlCache]) -> None:
-    cache = make_cache(10)
-    entry = url("a")
-    cache.put("a", entry)
-    assert cache.get("a", now=1000.0, min_remaining=50) == entry
-    assert cache.get("b", now=1000.0, min_remaining=50) is None
-
-
-def test_never_serves_an_entry_with_less_than_min_remaining(make_cache: Callable[[int], UrlCache]) -> None:
-    """Invariant 7, scanned over the whole life of an entry."""
-    cache = make_cache(10)
-    entry = url("a", signed_at=1000.0, lifetime=100.0)
-    for tenth in range(0, 1101, 5):
-        now = 1000.0 + tenth / 10
-        cache.put("a", entry)
-        served = cache.get("a", now=now, min_remaining=50.0)
-        if served is not None:
-            assert served.expires_at - now >= 50.0, now
-        else:
-            assert entry.expires_at - now < 50.0, now
-
-
-def test_a_stale_entry_is_dropped_not_kept(make_cache: Callable[[int], UrlCache]) -> None:
-    cache = make_cache(10)
+def test_a_stale_entry_is_dropped_not_kept() -> None:
+    cache = MemoryUrlCache(10)
     cache.put("a", url("a", signed_at=1000.0, lifetime=100.0))
     cache.put("b", url("b", signed_at=1000.0, lifetime=100.0))
     assert cache.get("a", now=1060.0, min_remaining=50.0) is None
     # Once found too old it is gone, even for a caller that would accept less life.
     assert cache.get("a", now=1060.0, min_remaining=1.0) is None
     assert cache.get("b", now=1060.0, min_remaining=1.0) is not None
-    if isinstance(cache, MemoryUrlCache):
-        assert len(cache) == 1
+    assert len(cache) == 1
 
 
-def test_the_boundary_is_inclusive(make_cache: Callable[[int], UrlCache]) -> None:
-    cache = make_cache(10)
-    cache.put("a", url("a", signed_at=1000.0, lifetime=100.0))
-    assert cache.get("a", now=1050.0, min_remaining=50.0) is not None
-    assert cache.get("a", now=1050.001, min_remaining=50.0) is None
-
-
-def test_the_cache_is_bounded_and_evicts_the_least_recently_used(make_cache: Callable[[int], UrlCache]) -> None:
-    cache = make_cache(3)
+def test_the_cache_is_bounded_and_evicts_the_least_recently_used() -> None:
+    cache = MemoryUrlCache(3)
     for name in "abc":
         cache.put(name, url(name))
     assert cache.get("a", now=1000.0, min_remaining=1) is not None  # a is now the most recent
@@ -79,17 +49,8 @@ def test_the_cache_is_bounded_and_evicts_the_least_recently_used(make_cache: Cal
     assert present == {"a", "c", "d"}
     for i in range(100):
         cache.put(f"k{i}", url(f"k{i}"))
-    if isinstance(cache, MemoryUrlCache):
-        assert len(cache) == 3
+    assert len(cache) == 3
     assert {f"k{i}" for i in range(100) if cache.get(f"k{i}", now=1000.0, min_remaining=1)} == {"k97", "k98", "k99"}
-
-
-def test_put_replaces_an_entry(make_cache: Callable[[int], UrlCache]) -> None:
-    cache = make_cache(2)
-    cache.put("a", url("a", lifetime=10))
-    newer = url("a", signed_at=1005.0, lifetime=100)
-    cache.put("a", newer)
-    assert cache.get("a", now=1010.0, min_remaining=50) == newer
 
 
 def test_a_full_memory_cache_adds_nothing_to_a_garbage_collection() -> None:
@@ -105,15 +66,52 @@ def test_a_full_memory_cache_adds_nothing_to_a_garbage_collection() -> None:
     assert url == SignedUrl("https://s3.example/k7?X-Amz-Signature=7", 2007.0, 1000.0)
 
 
-def test_servers_collect_young_objects_less_often() -> None:
-    from gateway.app import SERVER_GC_THRESHOLDS, freeze_startup_heap
+# A server as it starts: `gateway serve` in one process (report once its port is open, then stop), or
+# one worker of several (gateway.app:app_from_env, what uvicorn calls in each worker process).
+SERVER = """
+import gc, json, os, signal, socket, sys, threading, time
+mode, port, folder = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+before = [list(gc.get_threshold()), gc.get_freeze_count()]
 
-    before = gc.get_threshold()
-    try:
-        freeze_startup_heap()
-        assert gc.get_threshold() == SERVER_GC_THRESHOLDS
-        assert gc.get_freeze_count() > 0
-        assert SERVER_GC_THRESHOLDS[0] > before[0]
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*before)
+def report():
+    print(json.dumps({"before": before, "after": [list(gc.get_threshold()), gc.get_freeze_count()]}), flush=True)
+
+if mode == "worker":
+    os.environ.update(GATEWAY_LOCAL_DIR=folder, GATEWAY_PORT=str(port), GATEWAY_SIGNING_KEY="k" * 32)
+    from gateway.app import app_from_env
+    app_from_env()
+    report()
+else:
+    from gateway.app.serving import serve
+    from gateway.settings import Settings
+
+    def watch():
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        report()
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, daemon=True).start()
+    serve(Settings(local_dir=folder, port=port, signing_key="k" * 32))
+"""
+
+
+@pytest.mark.parametrize("mode", ["serve", "worker"])
+def test_servers_collect_young_objects_less_often(mode: str, tmp_path: Path) -> None:
+    """Both ways a server starts freeze the startup heap and raise the young generation's threshold."""
+    from gateway.app import SERVER_GC_THRESHOLDS
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    child = subprocess.run([sys.executable, "-c", SERVER, mode, str(free_port()), str(tmp_path)], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert child.stdout, child.stderr[-2000:]  # (uvicorn ends on the SIGINT it was sent: no exit code to check)
+    state = json.loads(child.stdout.strip().splitlines()[-1])
+    (threshold_before, frozen_before), (threshold, frozen) = state["before"], state["after"]
+    assert tuple(threshold) == SERVER_GC_THRESHOLDS
+    assert threshold[0] > threshold_before[0]  # young objects are collected less often than by default
+    assert frozen > frozen_before == 0

@@ -109,11 +109,25 @@ def test_raw_utf8_bytes_are_decoded() -> None:
     assert canonical_key("日本/é.png".encode()) == "日本/é.png"
 
 
-def test_a_str_key_outside_latin1_never_raises_anything_but_invalid_key() -> None:
+def test_a_str_key_outside_latin1_is_the_key_itself() -> None:
+    assert canonical_key("日本.png") == "日本.png"
+    assert canonical_key("日本/%E6%97%A5.png") == "日本/日.png"  # raw and percent-encoded UTF-8 together
+    with pytest.raises(InvalidKey, match="UTF-8"):
+        canonical_key("\ud800.png")  # a lone surrogate is no UTF-8
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(st.characters(blacklist_categories=()), max_size=20))
+def test_any_str_key_is_its_canonical_form_or_invalid_key(raw: str) -> None:
+    """Whatever str the server hands over (any code point, surrogates too), the answer is a valid key
+    or InvalidKey; without a "%" nothing is decoded, so the key is the text itself."""
     try:
-        canonical_key("日本.png")
+        key = canonical_key(raw)
     except InvalidKey:
-        pass
+        return
+    assert validate_key(key) == key
+    if "%" not in raw:
+        assert key == raw
 
 
 def _key_of_bytes(n: int, unit: str) -> str:
