@@ -5,7 +5,15 @@ which module of the schema a section lives in.
 """
 
 from gateway.config.auth import AuthConfig, BrowserSignIn, OidcIssuer, Vendor, VendorKey
-from gateway.config.backends import Backend, GcsBackend, LocalBackend, NetworkBinding, S3Backend
+from gateway.config.backends import (
+    AzureBackend,
+    AzureNetworkBinding,
+    Backend,
+    GcsBackend,
+    LocalBackend,
+    NetworkBinding,
+    S3Backend,
+)
 from gateway.config.loading import default_policy, load_policy, parse_policy
 from gateway.config.schema import (
     AuditConfig,
@@ -22,9 +30,8 @@ from gateway.config.schema import (
 from gateway.config.types import Duration, Network, origin_of, parse_duration
 
 __all__ = [
-    "AuditConfig", "AuthConfig", "Backend", "BrowserSignIn", "CorsConfig", "Dataset", "Defaults", "Duration",
-    "FileSink", "GcsBackend", "LocalBackend", "Network", "NetworkBinding", "OidcIssuer", "PolicyFile", "RateLimit",
-    "RedisStreamSink", "Rule", "S3Backend", "StdoutSink", "Vendor", "VendorKey", "default_policy", "load_policy",
-    "origin_of",
-    "parse_duration", "parse_policy",
+    "AuditConfig", "AuthConfig", "AzureBackend", "AzureNetworkBinding", "Backend", "BrowserSignIn", "CorsConfig",
+    "Dataset", "Defaults", "Duration", "FileSink", "GcsBackend", "LocalBackend", "Network", "NetworkBinding",
+    "OidcIssuer", "PolicyFile", "RateLimit", "RedisStreamSink", "Rule", "S3Backend", "StdoutSink", "Vendor",
+    "VendorKey", "default_policy", "load_policy", "origin_of", "parse_duration", "parse_policy",
 ]
