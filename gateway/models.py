@@ -52,13 +52,15 @@ class DenyReason(StrEnum):
     RATE_LIMITED = "rate_limited"
     BAD_REQUEST = "bad_request"  # a request the gateway could not read (a batch body, say)
     CROSS_SITE = "cross_site"  # a browser session used by a page that is not an embedder
+    CLIENT_CLOSED = "client_closed"  # the client left before its request arrived
+    ERROR = "error"  # the gateway failed before it could decide (a 5xx)
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
     allowed: bool
     rule: str | None = None
-    reason: DenyReason | None = None
+    reason: DenyReason | str | None = None  # a DenyReason; sign-in refusals have their own fixed set
 
     @property
     def label(self) -> str:
@@ -66,19 +68,6 @@ class Decision:
         if self.allowed:
             return self.rule or ""
         return str(self.reason)
-
-
-@dataclass(slots=True)
-class RequestContext:
-    """What the service layer knows about a request, independent of HTTP. Not frozen: one is
-    built for every request, and a frozen dataclass costs three times as much to build."""
-
-    request_id: str
-    client_ip: IPAddress
-    user_agent: str = ""
-    principal: Principal = ANONYMOUS
-    client_text: str = ""  # the address as text, when the caller has it already (audit records)
-    session_cookie: str | None = None  # a renewed browser-session cookie the answer must carry
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +101,8 @@ class AuditRecord:
     latency_ms: float = 0.0
     keys: list[str] | None = None
     denied: int | None = None
-    bytes: int | None = None  # body bytes sent, for answers the gateway streams itself (proxy delivery)
+    bytes: int | None = None  # the object's bytes sent, for answers that carry the object itself
+    policy: str | None = None  # the version of the policy the request was decided under
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +132,11 @@ class Fetched:
     """The storage's answer to a :class:`FetchRequest`: 200, 206 or 304, the headers worth passing
     on (lower-case names, storage-specific ones already dropped), the body, and ``release``, which
     must be called once whatever happens: it returns the connection to the pool, or closes it when
-    the body was not read to its end."""
+    the body was not read to its end.
+
+    Header values are byte-exact: the storage's bytes decoded as Latin-1, so ``value.encode("latin-1")``
+    gives back exactly what it sent (a UTF-8 file name stays UTF-8), and they hold no control
+    character (a value with one is dropped), so they can be forwarded as they are."""
 
     status: int
     headers: dict[str, str]

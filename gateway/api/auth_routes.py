@@ -5,21 +5,19 @@ answer. Every answer is ``no-store``: none of them may be replayed from a cache.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from gateway.api.context import auth_request, read_body, request_context
+from gateway.api.context import context_of, read_body
 from gateway.api.errors import error_response, json_response
 from gateway.api.objects import rfc3339
-from gateway.auth.client_ip import ForwardedHeader
-from gateway.config import Network, origin_of
+from gateway.config import origin_of
 from gateway.errors import BadRequest, NotFound, SignInFailed
-from gateway.logs import request_id_var
-from gateway.service import GatewayService
+from gateway.routes import AUTH, LOGOUT
+from gateway.service import Gate, RequestContext
 from gateway.service.signin import Redirect, SessionView, SignInService
 
 NO_STORE = {"Cache-Control": "no-store"}
@@ -41,43 +39,38 @@ def _redirect(result: Redirect, status: int) -> Response:
     return response
 
 
-def _view_json(signin: SignInService, view: SessionView) -> dict[str, object]:
+def _view_json(signin: SignInService, ctx: RequestContext, view: SessionView) -> dict[str, object]:
     session = view.session
     if session is None:
         return {"signed_in": False, "reason": view.reason, "login_url": signin.login_url()}
     return {"signed_in": True, "issuer": session.issuer, "subject": session.subject, "email": session.email,
             "groups": list(session.groups), "expires_at": rfc3339(session.expires),
-            "idle_expires_at": rfc3339(signin.idle_deadline(session)),
-            "logout_url": signin.public_url + "/v1/auth/logout"}
+            "idle_expires_at": rfc3339(signin.idle_deadline(ctx.state, session)),
+            "logout_url": signin.public_url + LOGOUT}
 
 
-def auth_router(signin: SignInService, service: GatewayService, *, trusted_proxies: Sequence[Network],
-                forwarded_header: ForwardedHeader = "x-forwarded-for") -> APIRouter:
-    router = APIRouter(prefix="/v1/auth")
-    trusted = tuple(trusted_proxies)
+def auth_router(signin: SignInService, gate: Gate) -> APIRouter:
+    router = APIRouter(prefix=AUTH.rstrip("/"))
 
-    def enabled() -> None:
-        if not signin.enabled:
+    def enabled(request: Request) -> RequestContext:
+        ctx = context_of(request)
+        if not signin.enabled(ctx.state):
             raise NotFound("browser sign-in is not configured (no auth.oidc issuer has browser:)")
+        return ctx
 
     @router.get("/login", summary="Start a browser sign-in (a top-level navigation)")
     async def login(request: Request) -> Response:
-        enabled()
-        result = await signin.begin(issuer=_one(request, "issuer"), return_to=_one(request, "return_to"),
-                                    cookie_header=request.headers.get("cookie", ""),
-                                    fetch_dest=request.headers.get("sec-fetch-dest"))
+        ctx = enabled(request)
+        result = await signin.begin(ctx, issuer=_one(request, "issuer"), return_to=_one(request, "return_to"))
         return _redirect(result, 302)
 
     @router.get("/callback", summary="Where the issuer sends the browser back")
     async def callback(request: Request) -> Response:
-        enabled()
-        ctx = await request_context(request.scope, service, trusted, authenticate=False,
-                                    forwarded_header=forwarded_header)
+        ctx = enabled(request)
         try:
-            result = await signin.complete(request.scope.get("query_string", b"").decode("latin-1"),
-                                           request.headers.get("cookie", ""), ctx)
+            result = await signin.complete(ctx)
         except SignInFailed as exc:
-            response = error_response(exc, request_id_var.get() or "-")
+            response = error_response(exc, ctx.request_id)
             response.headers.update(NO_STORE)
             for cookie in exc.set_cookies:
                 response.headers.append("Set-Cookie", cookie)
@@ -86,15 +79,13 @@ def auth_router(signin: SignInService, service: GatewayService, *, trusted_proxi
 
     @router.post("/logout", summary="End the browser session")
     async def logout(request: Request) -> Response:
-        enabled()
-        form = parse_qs((await read_body(request, MAX_FORM, "the sign-out form")).decode("latin-1"))
-        ctx = await request_context(request.scope, service, trusted, authenticate=False,
-                                    forwarded_header=forwarded_header)
-        navigate = request.headers.get("sec-fetch-mode") == "navigate"
-        result = await signin.end(
-            cookie_header=request.headers.get("cookie", ""), origin=request.headers.get("origin"),
-            end_session=form.get("end_session", [""])[0] in ("1", "true", "on"), navigate=navigate,
-            return_to=form.get("return_to", [None])[0], ctx=ctx)
+        ctx = enabled(request)
+        body = await read_body(request, MAX_FORM, "the sign-out form")
+        gate.check_body(ctx, body)  # no vendor signs a sign-out, but whatever a body claims is held to it
+        form = parse_qs(body.decode("latin-1"))
+        navigate = ctx.headers.get("sec-fetch-mode") == "navigate"
+        result = await signin.end(ctx, end_session=form.get("end_session", [""])[0] in ("1", "true", "on"),
+                                  return_to=form.get("return_to", [None])[0])
         if navigate:
             return _redirect(result, 303)
         response = json_response({"signed_in": False, "next": result.location}, 200, NO_STORE)
@@ -104,22 +95,20 @@ def auth_router(signin: SignInService, service: GatewayService, *, trusted_proxi
 
     @router.api_route("/session", methods=["GET", "HEAD"], summary="Whether this browser is signed in, as whom")
     async def session(request: Request) -> Response:
-        enabled()
-        view = await signin.status(auth_request(request.scope, trusted, forwarded_header, session_route=True))
-        return json_response(_view_json(signin, view), 200, NO_STORE)
+        ctx = enabled(request)
+        view = await signin.status(ctx)
+        return json_response(_view_json(signin, ctx, view), 200, NO_STORE)
 
     @router.get("", include_in_schema=False)
-    async def bare() -> Response:
-        enabled()  # to the page, by the public URL: a URL built from the Host header could point anywhere
+    async def bare(request: Request) -> Response:
+        enabled(request)  # to the page, by the public URL: a URL built from the Host header could point anywhere
         return Response(status_code=308, headers={"Location": signin.page, **NO_STORE})
 
     @router.get("/", summary="The sign-in page")
     async def page(request: Request) -> Response:
-        enabled()
-        request_ = auth_request(request.scope, trusted, forwarded_header, session_route=True)
-        view = await signin.status(request_, check_embedder=False)
-        issuers = " ".join(sorted({o for c in signin.holder.current.browsers.values()
-                                   if (o := origin_of(c.issuer.issuer))}))
+        ctx = enabled(request)
+        view = await signin.status(ctx, check_embedder=False)
+        issuers = " ".join(sorted({o for c in ctx.state.browsers.values() if (o := origin_of(c.issuer.issuer))}))
         headers = {
             **NO_STORE, "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "no-referrer",
@@ -128,7 +117,7 @@ def auth_router(signin: SignInService, service: GatewayService, *, trusted_proxi
                                        "frame-ancestors 'none'; base-uri 'none'",
         }
         target = signin.next_object(_one(request, "next"))
-        return Response(_page(signin, view, target), media_type="text/html; charset=utf-8", headers=headers)
+        return Response(_page(signin, ctx, view, target), media_type="text/html; charset=utf-8", headers=headers)
 
     return router
 
@@ -137,7 +126,7 @@ def _when(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _page(signin: SignInService, view: SessionView, target: str | None) -> str:
+def _page(signin: SignInService, ctx: RequestContext, view: SessionView, target: str | None) -> str:
     esc = html.escape
     session = view.session
     if session is None:
@@ -151,8 +140,8 @@ def _page(signin: SignInService, view: SessionView, target: str | None) -> str:
     else:
         who = esc(session.email or session.subject)
         body = (f"<p>Signed in as <strong>{who}</strong> ({esc(session.issuer)}), until "
-                f"{_when(session.expires)}; idle sign-out at {_when(signin.idle_deadline(session))}.</p>"
-                f'<form method="post" action="{esc(signin.public_url)}/v1/auth/logout">'
+                f"{_when(session.expires)}; idle sign-out at {_when(signin.idle_deadline(ctx.state, session))}.</p>"
+                f'<form method="post" action="{esc(signin.public_url)}{LOGOUT}">'
                 f'<label><input type="checkbox" name="end_session" value="1"> also sign out at the identity '
                 f"provider</label> <button>Sign out</button></form>")
     return ("<!doctype html><html lang=en><head><meta charset=utf-8><title>Data gateway sign-in</title>"

@@ -1,36 +1,35 @@
-"""From an ASGI scope to the service layer's RequestContext: client IP, request id, principal."""
+"""From an ASGI scope to the service layer's RequestContext, built once per request by the edge.
+
+FastAPI routes read it with :func:`context_of` (the object routes are handed it directly): no layer
+parses the request again, and none looks for a key it must know about but this one.
+"""
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
 from urllib.parse import unquote
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Scope
 
-from gateway.auth import AuthRequest
-from gateway.auth.client_ip import ForwardedHeader, client_address
 from gateway.errors import ClientClosedRequest, NotFound, PayloadTooLarge
-from gateway.logs import request_id_var
-from gateway.models import RequestContext
-from gateway.service import GatewayService
-from gateway.settings import Network
+from gateway.service import RequestContext
 
 _DATASET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-OBJECTS = b"/v1/datasets/"
-LOCAL = b"/v1/local/"
+_SCOPE_KEY = "gateway.context"
 
 
-def header_map(scope: Scope) -> dict[str, str]:
-    """Lower-case names; repeated headers are joined with ', ' as RFC 9110 allows."""
-    headers: dict[str, str] = {}
-    for raw_name, raw_value in scope["headers"]:
-        name = raw_name.decode("latin-1").lower()
-        value = raw_value.decode("latin-1")
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    return headers
+def attach(scope: Scope, ctx: RequestContext) -> None:
+    """Give the routes below the edge this request's context (the edge's job)."""
+    scope[_SCOPE_KEY] = ctx
+
+
+def context_of(request: Request | Scope) -> RequestContext:
+    """The request's context, as the edge built it."""
+    scope = request.scope if isinstance(request, Request) else request
+    ctx: RequestContext = scope[_SCOPE_KEY]
+    return ctx
 
 
 def raw_path(scope: Scope) -> bytes:
@@ -38,33 +37,6 @@ def raw_path(scope: Scope) -> bytes:
     if isinstance(raw, bytes):
         return raw.split(b"?", 1)[0]
     return str(scope["path"]).encode("utf-8", "surrogateescape")
-
-
-def auth_request(scope: Scope, trusted: Sequence[Network], forwarded_header: ForwardedHeader,
-                 headers: dict[str, str] | None = None, session_route: bool = False) -> AuthRequest:
-    """What authentication reads from this request, the client's address resolved once."""
-    headers = header_map(scope) if headers is None else headers
-    client = scope.get("client")
-    ip, text = client_address(client[0] if client else None, headers, trusted, header=forwarded_header)
-    return AuthRequest(scope["method"], raw_path(scope).decode("latin-1"),
-                       scope.get("query_string", b"").decode("latin-1"), headers, ip, session_route,
-                       client_text=text)
-
-
-async def request_context(
-    scope: Scope, service: GatewayService, trusted: Sequence[Network], *, authenticate: bool = True,
-    headers: dict[str, str] | None = None, forwarded_header: ForwardedHeader = "x-forwarded-for",
-    session_route: bool = False,
-) -> RequestContext:
-    request = auth_request(scope, trusted, forwarded_header, headers, session_route)
-    base = RequestContext(request_id_var.get() or "-", request.client_ip, request.headers.get("user-agent", ""),
-                          client_text=request.client_text)
-    if not authenticate:
-        return base
-    ctx = await service.authenticate(request, base)
-    if request.renewal is not None:
-        ctx.session_cookie = request.renewal
-    return ctx
 
 
 async def read_body(request: Request, limit: int, what: str = "the body") -> bytes:
@@ -86,22 +58,22 @@ async def read_body(request: Request, limit: int, what: str = "the body") -> byt
     return b"".join(chunks)
 
 
-def split_path(path: bytes, prefix: bytes, middle: bytes) -> tuple[str, bytes]:
+def split_path(path: str, prefix: str, middle: str) -> tuple[str, str]:
     """(dataset, the rest still percent-encoded) of a raw path under ``prefix``; NotFound otherwise."""
     rest = path[len(prefix):]
-    dataset_raw, _, tail = rest.partition(b"/")
+    dataset_raw, _, tail = rest.partition("/")
     dataset = _dataset_name(dataset_raw)
     if dataset is None:
         raise NotFound("there is no such dataset")
     if middle:
         if not tail.startswith(middle):
-            raise NotFound(f"expected {prefix.decode()}{{dataset}}/{middle.decode()}{{key}}")
+            raise NotFound(f"expected {prefix}{{dataset}}/{middle}{{key}}")
         tail = tail[len(middle):]
     return dataset, tail
 
 
 @functools.lru_cache(maxsize=256)
-def _dataset_name(raw: bytes) -> str | None:
+def _dataset_name(raw: str) -> str | None:
     """A dataset name from the path, or None; cached, as a gateway serves a handful of datasets."""
-    dataset = unquote(raw.decode("latin-1"))
+    dataset = unquote(raw)
     return dataset if _DATASET.match(dataset) else None

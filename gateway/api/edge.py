@@ -1,25 +1,20 @@
 """The edge: what every request gets, in one pure ASGI layer (each extra layer costs the hot path).
 
+- the request, parsed once into the service layer's ``RequestContext``: headers, raw path and query,
+  the client address (the socket peer, or what a trusted proxy wrote), the request id, and the policy
+  snapshot the whole request is decided under (one read of the policy in force, invariant 13);
+- the request's audit scope, on the routes that are audited: written exactly once, here, when the
+  answer is over, with the status that was sent and the object bytes that went out (fail-closed:
+  confirmed before the answer starts);
 - an ``X-Request-ID``, taken from the request when well formed, else made, on every response, and
   in ``gateway.logs.request_id_var`` for every log line and error body of the request;
   ``X-Content-Type-Options: nosniff`` on every response (error bodies echo what clients sent);
-- the ``Host`` check (DNS rebinding): only the configured names are served; a missing ``Host`` on
-  HTTP/1.1, or two different ones, is a 400 (gateway.api.hosts);
-- the body deadline: a request body must arrive within ``body_timeout`` seconds, or the request
-  ends with 408 and frees its concurrency slot (slow clients cannot lock everyone out);
-- request counts and latency by route and status;
-- load shedding: beyond ``max_concurrency`` requests in flight, a quick 503 with Retry-After
-  instead of an unbounded queue (probes and metrics are never shed);
-- CORS for configured origins only, read per request so that a policy reload applies at once.
-  There is no ``*`` by default: a loopback gateway with ``*`` would let any website read it
-  through the user's browser. Preflights are answered here, without authentication, including
-  Private Network Access (``Access-Control-Request-Private-Network``) for allowed origins;
-- browser sessions (when an issuer has ``browser:``): on the routes that accept the session cookie
-  (``SESSION_PATHS``) every answer carries ``Vary: Cookie``, and the embedders get CORS with
-  ``Access-Control-Allow-Credentials: true`` there (and only there), so that their pages can send
-  the cookie with ``fetch(..., {credentials: "include"})`` and read the answer;
-- errors become responses here: a ``GatewayError`` that reaches this layer is its JSON answer,
-  and anything unexpected is a JSON 500 that names only the request id.
+- the ``Host`` check (DNS rebinding; gateway.api.hosts); the body deadline (a request body must
+  arrive within ``body_timeout`` seconds, or the request ends with 408 and frees its concurrency
+  slot); load shedding beyond ``max_concurrency`` requests in flight (a quick 503, never for probes);
+- CORS and preflights (gateway.api.cors); request counts and latency by route and status;
+- errors become responses here: a ``GatewayError`` that reaches this layer is its JSON answer, and
+  anything unexpected is a JSON 500 that names only the request id.
 """
 
 from __future__ import annotations
@@ -30,62 +25,44 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
-from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.api.context import attach, raw_path
+from gateway.api.cors import VARY_ORIGIN, cors_headers, preflight
 from gateway.api.errors import error_body, error_response, internal_error, json_response
 from gateway.api.hosts import HostCheck
+from gateway.audit.log import AuditLog
+from gateway.auth import AuthRequest
+from gateway.auth.client_ip import ForwardedHeader, client_address
+from gateway.config import Network
 from gateway.errors import ClientClosedRequest, GatewayError, RequestTimeout
 from gateway.logs import request_id_var
 from gateway.metrics import Metrics
+from gateway.models import DenyReason
+from gateway.routes import route_of
+from gateway.service import AuditScope, RequestContext, StateHolder
 
 log = logging.getLogger("gateway.http")
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
-_ROUTES = (
-    ("/v1/datasets/", "objects"),
-    ("/v1/sign", "sign"),
-    ("/v1/local/", "local"),
-    ("/healthz", "healthz"),
-    ("/readyz", "readyz"),
-    ("/metrics", "metrics"),
-)
-
-
-def route_label(method: str, path: str) -> str:
-    if method == "OPTIONS":
-        return "preflight"
-    for prefix, label in _ROUTES:
-        if path.startswith(prefix):
-            return label
-    return "other"
-
-
-ALLOW_METHODS = "GET, HEAD, POST, OPTIONS"
-ALLOW_HEADERS = (
-    "authorization, content-type, x-request-id, range, if-none-match, if-modified-since, if-range, "
-    "x-gateway-key-id, x-gateway-timestamp, x-gateway-signature"
-)
-EXPOSE_HEADERS = b"x-request-id, content-range, content-length, etag, last-modified, accept-ranges"
-EXEMPT = ("/healthz", "/readyz", "/metrics")
 _NOSNIFF = (b"x-content-type-options", b"nosniff")
-_VARY_ORIGIN = (b"vary", b"Origin")
-SESSION_PATHS = ("/v1/datasets/", "/v1/auth/")  # where a browser session may be used
 
 
 class EdgeMiddleware:
-    """See the module docstring. ``origins`` and ``max_age`` are read per request (policy reloads)."""
+    """See the module docstring. ``holder`` is None on the operators' listener (no policy, no CORS)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, *, origins: Callable[[], frozenset[str]],
-                 max_age: Callable[[], int], max_concurrency: int = 0, hosts: HostCheck | None = None,
-                 body_timeout: float = 10.0, embedders: Callable[[], frozenset[str] | None] = lambda: None) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, *, holder: StateHolder | None = None,
+                 audit: AuditLog | None = None, trusted_proxies: Sequence[Network] = (),
+                 forwarded_header: ForwardedHeader = "x-forwarded-for", max_concurrency: int = 0,
+                 hosts: HostCheck | None = None, body_timeout: float = 10.0) -> None:
         self.app = app
         self.metrics = metrics
-        self.origins = origins
-        self.embedders = embedders  # None: no browser sign-in configured
-        self.max_age = max_age
+        self.holder = holder
+        self.audit = audit
+        self.trusted = tuple(trusted_proxies)
+        self.forwarded = forwarded_header
         self.max_concurrency = max_concurrency
         self.hosts = hosts
         self.body_timeout = body_timeout
@@ -106,65 +83,96 @@ class EdgeMiddleware:
         origin: bytes | None = None
         host: bytes | None = None
         hosts = 0
-        has_body = preflight = private_network = False
-        for name, value in scope["headers"]:
-            if name == b"host":
+        has_body = is_preflight = private_network = False
+        headers: dict[str, str] = {}
+        for raw_name, value in scope["headers"]:
+            name = raw_name.decode("latin-1")
+            text = value.decode("latin-1")
+            # Repeated headers are joined with ", ", as RFC 9110 allows.
+            headers[name] = f"{headers[name]}, {text}" if name in headers else text
+            if raw_name == b"host":
                 hosts += host != value
                 host = value
-            elif name == b"x-request-id" and _REQUEST_ID.fullmatch(value):
-                request_id = value.decode("ascii")
-            elif name == b"origin":
+            elif raw_name == b"x-request-id" and _REQUEST_ID.fullmatch(value):
+                request_id = text
+            elif raw_name == b"origin":
                 origin = value
-            elif name == b"content-length":
+            elif raw_name == b"content-length":
                 has_body = value != b"0"
-            elif name == b"transfer-encoding":
+            elif raw_name == b"transfer-encoding":
                 has_body = True
-            elif name == b"access-control-request-method":
-                preflight = True
-            elif name == b"access-control-request-private-network":
+            elif raw_name == b"access-control-request-method":
+                is_preflight = True
+            elif raw_name == b"access-control-request-private-network":
                 private_network = value.lower() == b"true"
         request_id = request_id or f"{self._id_prefix}{next(self._ids) & 0xFFFFFFFF:08x}"
         token = request_id_var.set(request_id)
         started = time.perf_counter()
-        status = 500
-        response_started = False
+        path = scope["path"]
+        route = route_of(path)
+        state = self.holder.current if self.holder is not None else None  # the one read of the policy
         extra = [(b"x-request-id", request_id.encode()), _NOSNIFF]
-        # Browser sessions: answers that depend on the cookie say so, and embedders get credentialed CORS.
-        embedders = self.embedders()
-        credentialed = False
-        if embedders is not None and scope["path"].startswith(SESSION_PATHS):
-            extra.append((b"vary", b"Cookie"))
-            credentialed = origin is not None and origin.decode("latin-1") in embedders
-        cors = origin is not None and (credentialed or self._allowed(origin))
-        if cors and origin is not None:
-            extra += [(b"access-control-allow-origin", origin), (b"access-control-expose-headers", EXPOSE_HEADERS),
-                      _VARY_ORIGIN]
-            if credentialed:
-                extra.append((b"access-control-allow-credentials", b"true"))
-        elif self.origins() or embedders:
-            # The answer depends on Origin wherever CORS is configured, allowed or not: caches must know.
-            extra.append(_VARY_ORIGIN)
+        allowed = False
+        if state is not None:
+            cors, allowed = cors_headers(state, origin, route.session)
+            extra += cors
+        audit: AuditScope | None = None
+        status = 500
+        sent = 0
+        response_started = replaced = False
         if has_body:
             receive = self._deadline(receive, started)
 
         async def send_edge(message: Message) -> None:
+            nonlocal status, response_started, sent, replaced
+            if replaced:
+                return  # the answer was replaced by a 503: what the route still sends goes nowhere
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                if audit is not None and status < 400 and audit.fail_closed and not audit.written:
+                    # Fail-closed: no answer leaves before its record is written; else it is a 503.
+                    try:
+                        await audit.confirm(status, _declared(message) if audit.streams else None)
+                    except GatewayError as exc:
+                        replaced = True
+                        await error_response(exc, request_id)(scope, receive, send_edge_unchecked)
+                        return
+                response_started = True
+                message["headers"] = [*message.get("headers", ()), *extra]
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            await send(message)
+
+        async def send_edge_unchecked(message: Message) -> None:
             nonlocal status, response_started
             if message["type"] == "http.response.start":
-                response_started = True
-                status = message["status"]
+                status, response_started = message["status"], True
                 message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
         try:
             if self.hosts is not None and (hosts > 1 or not self.hosts.allows(host, scope)):
                 raise self.hosts.refusal(host, hosts)
-            if scope["method"] == "OPTIONS":
-                response = self._preflight(origin, cors, preflight, private_network, request_id)
+            if scope["method"] == "OPTIONS" and state is not None:
+                response = preflight(state, origin, allowed, is_preflight, private_network, request_id)
                 await response(scope, receive, send_edge)
-            elif self.max_concurrency and self.in_flight >= self.max_concurrency and scope["path"] not in EXEMPT:
+            elif self.max_concurrency and self.in_flight >= self.max_concurrency and not route.exempt:
                 body = error_body("overloaded", "the gateway is at its concurrency limit; retry shortly", request_id)
                 await json_response(body, 503, {"Retry-After": "1"})(scope, receive, send_edge)
             else:
+                if state is not None and not route.exempt:
+                    peer = scope.get("client")
+                    peer_ip = peer[0] if peer else None
+                    audit = AuditScope(self.audit if route.audited else None, request_id, peer_ip or "-",
+                                       headers.get("user-agent", ""), route.action, state.version,
+                                       on_undecided=self._undecided)
+                    # A trusted proxy's malformed forwarding header is a 400, and audited as one.
+                    ip, client = client_address(peer_ip, headers, self.trusted, header=self.forwarded)
+                    audit.client = client
+                    query = scope.get("query_string", b"").decode("latin-1")
+                    request = AuthRequest(scope["method"], raw_path(scope).decode("latin-1"), query, headers, ip,
+                                          route.session, client)
+                    attach(scope, RequestContext(request, request_id, state, audit))
                 self.in_flight += 1
                 try:
                     await self.app(scope, receive, send_edge)
@@ -173,27 +181,35 @@ class EdgeMiddleware:
         except GatewayError as exc:
             if isinstance(exc, ClientClosedRequest):
                 status = exc.status  # nobody is left to answer
-            elif not response_started:
+            elif not response_started and not replaced:
                 await error_response(exc, request_id)(scope, receive, send_edge)
         except Exception:
             log.exception("unhandled error", extra={"request_id": request_id})
-            if not response_started:
+            if not response_started and not replaced:
                 await internal_error(request_id)(scope, receive, send_edge)
         finally:
-            if status == ClientClosedRequest.status:
-                # Counted apart from the gateway's own errors, so a client cannot raise 5xx alerts.
-                log.info("the client went away before its request arrived", extra={"request_id": request_id})
-            route = route_label(scope["method"], scope["path"])
-            counts = self._tally.counts
-            counter = self._counters.get((route, status))
-            if counter is None:
-                counter = self._counters[(route, status)] = self.metrics.requests.labels(route, str(status))
-            counts[counter] = counts.get(counter, 0) + 1
-            timer = self._timers.get(route)
-            if timer is None:
-                timer = self._timers[route] = self._tally.histogram(self.metrics.request_seconds.labels(route))
-            timer.add(time.perf_counter() - started)
+            if audit is not None:
+                audit.close(status, sent)
+            self._count(scope["method"], route.label, status, started)
             request_id_var.reset(token)
+
+    def _undecided(self, reason: DenyReason) -> None:
+        self.metrics.decisions.labels("deny", reason).inc()
+
+    def _count(self, method: str, label: str, status: int, started: float) -> None:
+        if status == ClientClosedRequest.status:
+            # Counted apart from the gateway's own errors, so a client cannot raise 5xx alerts.
+            log.info("the client went away before its request arrived")
+        route = "preflight" if method == "OPTIONS" else label
+        counts = self._tally.counts
+        counter = self._counters.get((route, status))
+        if counter is None:
+            counter = self._counters[(route, status)] = self.metrics.requests.labels(route, str(status))
+        counts[counter] = counts.get(counter, 0) + 1
+        timer = self._timers.get(route)
+        if timer is None:
+            timer = self._timers[route] = self._tally.histogram(self.metrics.request_seconds.labels(route))
+        timer.add(time.perf_counter() - started)
 
     def _deadline(self, receive: Receive, started: float) -> Receive:
         """``receive`` that raises RequestTimeout once the body is overdue (checked per message)."""
@@ -211,25 +227,13 @@ class EdgeMiddleware:
 
         return receive_by_deadline
 
-    def _allowed(self, origin: bytes) -> bool:
-        allowed = self.origins()
-        return bool(allowed) and (origin.decode("latin-1") in allowed or "*" in allowed)
 
-    def _preflight(self, origin: bytes | None, allowed: bool, is_preflight: bool, private_network: bool,
-                   request_id: str) -> Response:
-        if origin is None or not is_preflight:
-            return Response(status_code=204, headers={"Allow": ALLOW_METHODS})
-        if not allowed:
-            body = error_body("cors_origin_not_allowed", "this origin is not in cors.allow_origins", request_id)
-            return json_response(body, 403, {"Vary": "Origin"})
-        headers = {
-            "Access-Control-Allow-Methods": ALLOW_METHODS,
-            "Access-Control-Allow-Headers": ALLOW_HEADERS,
-            "Access-Control-Max-Age": str(self.max_age()),
-        }
-        if private_network:
-            # Chromium asks before a public page may read a loopback or private address (Private
-            # Network Access); only an origin this gateway already trusts is told yes.
-            headers["Access-Control-Allow-Private-Network"] = "true"
-        # The origin, expose and vary headers are added by send_edge like on every allowed response.
-        return Response(status_code=204, headers=headers)
+def _declared(message: Message) -> int | None:
+    """The body length an answer declares (its Content-Length), for a fail-closed record."""
+    for name, value in message.get("headers", ()):
+        if name.lower() == b"content-length" and value.isdigit():
+            return int(value)
+    return None
+
+
+__all__ = ["VARY_ORIGIN", "EdgeMiddleware"]

@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 from starlette.types import Scope
 
 from gateway.errors import BadRequest, GatewayError, MisdirectedRequest
+from gateway.routes import PROBES
 from gateway.settings import Settings, is_loopback_host
 
-PROBES = ("/healthz", "/readyz")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from gateway.api.errors import json_response
 from gateway.metrics import Metrics
+from gateway.routes import HEALTHZ, METRICS, READYZ
 
 Readiness = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -22,11 +23,11 @@ def ops_router(*, readiness: Readiness, metrics: Metrics | None, detailed: bool)
     can read it too."""
     router = APIRouter()
 
-    @router.get("/healthz", summary="Liveness")
+    @router.get(HEALTHZ, summary="Liveness")
     async def healthz() -> Response:
         return json_response({"status": "ok"})
 
-    @router.get("/readyz", summary="Readiness: policy, backends, cache")
+    @router.get(READYZ, summary="Readiness: policy, backends, cache")
     async def readyz() -> Response:
         # 200 whenever this process answers: it cannot run without a valid policy, and with Redis
         # down or a backend failing it still serves (the body says "degraded" and why).
@@ -36,7 +37,7 @@ def ops_router(*, readiness: Readiness, metrics: Metrics | None, detailed: bool)
     if metrics is None:
         return router
 
-    @router.get("/metrics", summary="Prometheus metrics")
+    @router.get(METRICS, summary="Prometheus metrics")
     async def prometheus() -> Response:
         assert metrics is not None  # noqa: S101 - narrowed above, for the type checker
         registry = metrics.registry

@@ -1,8 +1,8 @@
 """Proxy delivery over HTTP: the object itself, streamed, for ``delivery: proxy`` datasets.
 
-``GET``/``HEAD /v1/datasets/{dataset}/objects/{key}`` authenticates like a redirect; with
-``?exp=&sig=`` the gateway URL's own signature stands in for the credential (the URLs that
-``?format=json`` and ``POST /v1/sign`` hand out for such a dataset). Only ``Range``,
+``GET``/``HEAD /v1/datasets/{dataset}/objects/{key}`` is admitted like a redirect; with ``?exp=&sig=``
+the gateway URL's own signature stands in for the credential (the URLs that ``?format=json`` and
+``POST /v1/sign`` hand out for such a dataset). Only ``Range``,
 ``If-None-Match``, ``If-Modified-Since`` and ``If-Range`` are passed on; never the client's
 ``Authorization``, ``Cookie`` or any other header.
 
@@ -17,17 +17,13 @@ was not read to the end, so it is never handed to the next request half-read).
 from __future__ import annotations
 
 import logging
-from urllib.parse import parse_qs
 
 import anyio
 from starlette.types import Message, Receive, Scope, Send
 
-from gateway.api.context import request_context
-from gateway.auth.client_ip import ForwardedHeader
-from gateway.config import Network
-from gateway.errors import BadRequest, GatewayError
-from gateway.models import AuthMethod
-from gateway.service import Delivery, ProxyReads, ReadRequest
+from gateway.backends import OBJECT_HEADERS
+from gateway.errors import GatewayError
+from gateway.service import Delivery, ProxyReads, ReadRequest, RequestContext, UrlSignature
 
 log = logging.getLogger("gateway.http")
 _FIXED = [
@@ -37,21 +33,21 @@ _FIXED = [
     (b"referrer-policy", b"no-referrer"),
     (b"vary", b"Accept"),
 ]
-_PASSED = ("content-length", "content-range", "etag", "last-modified", "content-encoding", "content-language")
+# The object's headers, but the two a dataset may override (response_content_type/_disposition):
+# response_headers adds those after the override.
+_OVERRIDABLE = ("content-type", "content-disposition")
+_PASSED = tuple(name for name in OBJECT_HEADERS if name not in _OVERRIDABLE)
 
 
-def read_request(scope: Scope, headers: dict[str, str], query: dict[str, list[str]]) -> ReadRequest:
-    exp, sig = query.get("exp"), query.get("sig")
-    if (exp is not None and len(exp) != 1) or (sig is not None and len(sig) != 1):
-        raise BadRequest("give exp and sig at most once")
+def read_request(ctx: RequestContext, signature: UrlSignature | None) -> ReadRequest:
+    headers = ctx.headers
     return ReadRequest(
-        head=scope["method"] == "HEAD", range=headers.get("range"), if_none_match=headers.get("if-none-match"),
-        if_modified_since=headers.get("if-modified-since"), if_range=headers.get("if-range"),
-        exp=exp[0] if exp else None, sig=sig[0] if sig else None,
+        head=ctx.request.method == "HEAD", range=headers.get("range"), if_none_match=headers.get("if-none-match"),
+        if_modified_since=headers.get("if-modified-since"), if_range=headers.get("if-range"), signature=signature,
     )
 
 
-def response_headers(delivery: Delivery, *, session: bool = False) -> list[tuple[bytes, bytes]]:
+def response_headers(delivery: Delivery) -> list[tuple[bytes, bytes]]:
     """The storage's object headers that clients need, the dataset's overrides, and the gateway's own.
 
     Read with a browser session, the answer is never stored, so that no cached copy outlives a
@@ -64,35 +60,29 @@ def response_headers(delivery: Delivery, *, session: bool = False) -> list[tuple
         disposition = delivery.content_disposition or upstream.get("content-disposition")
         if disposition:
             out.append((b"content-disposition", disposition.encode("latin-1")))
-    out.append((b"cache-control", b"private, no-store" if session else b"private, max-age=%d" % delivery.max_age))
+    out.append((b"cache-control", b"private, no-store" if delivery.session
+                else b"private, max-age=%d" % delivery.max_age))
+    if delivery.renewal is not None:
+        out.append((b"set-cookie", delivery.renewal.encode("latin-1")))
     return out + _FIXED
 
 
-async def serve_object(proxy: ProxyReads, trusted: tuple[Network, ...], scope: Scope, receive: Receive, send: Send,
-                       dataset: str, raw_key: bytes, headers: dict[str, str],
-                       forwarded_header: ForwardedHeader = "x-forwarded-for", *, session_route: bool = False) -> None:
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    request = read_request(scope, headers, query)
-    # A gateway URL's signature is its credential: no other authentication applies to it.
-    signed = request.exp is not None or request.sig is not None
-    ctx = await request_context(scope, proxy.service, trusted, authenticate=not signed, headers=headers,
-                                forwarded_header=forwarded_header, session_route=session_route and not signed)
+async def serve_object(proxy: ProxyReads, ctx: RequestContext, scope: Scope, receive: Receive, send: Send,
+                       dataset: str, raw_key: bytes, signature: UrlSignature | None) -> None:
+    request = read_request(ctx, signature)
     delivery = await proxy.read(ctx, dataset, raw_key, request)
-    session = ctx.principal.method is AuthMethod.BROWSER_SESSION
-    extra = [(b"set-cookie", ctx.session_cookie.encode("latin-1"))] if ctx.session_cookie else []
-    await stream(delivery, receive, send, head=request.head, session=session, extra=extra)
+    await stream(delivery, receive, send, head=request.head)
 
 
-async def stream(delivery: Delivery, receive: Receive, send: Send, *, head: bool, session: bool = False,
-                 extra: list[tuple[bytes, bytes]] | None = None) -> None:
+async def stream(delivery: Delivery, receive: Receive, send: Send, *, head: bool) -> None:
+    """The body, with backpressure; the edge counts what went out and writes the audit record."""
     fetched = delivery.fetched
-    sent = 0
     try:
-        headers = response_headers(delivery, session=session) + (extra or [])
-        await send({"type": "http.response.start", "status": fetched.status, "headers": headers})
+        await send({"type": "http.response.start", "status": fetched.status, "headers": response_headers(delivery)})
         if head or fetched.status == 304:
             await send({"type": "http.response.body", "body": b""})
             return
+        sent = 0
         async with anyio.create_task_group() as group:
             group.start_soon(_cancel_on_disconnect, receive, group.cancel_scope)
             try:
@@ -115,7 +105,6 @@ async def stream(delivery: Delivery, receive: Receive, send: Send, *, head: bool
             group.cancel_scope.cancel()
     finally:
         fetched.release()
-        await delivery.finish(sent)
 
 
 async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:

@@ -1,11 +1,14 @@
 """The HTTP pipeline, assembled in one place and read top to bottom:
 
     (connection: head deadline, head limits, JSON for unparseable requests: gateway/protocol.py)
-    edge (request id, nosniff, Host check, body deadline, CORS and preflights, concurrency limit,
-          metrics, errors become answers)
+    edge (the request parsed once into its context with the policy snapshot, the audit scope, request
+          id, nosniff, Host check, body deadline, CORS and preflights, concurrency limit, metrics,
+          errors become answers)
       ▶ object routes (/v1/datasets/..., /v1/local/...: raw paths, the hot path; proxy datasets stream;
         a browser navigation without a session is sent to sign in)
       ▶ FastAPI (POST /v1/sign, /v1/auth/..., /healthz, /readyz, and /metrics unless the admin port serves it)
+
+Every use case behind them is let in by the one admit step (gateway/service/admit.py).
 
 With ``GATEWAY_ADMIN_PORT`` a second listener answers only the operators' routes (/metrics, the
 detailed /readyz, /healthz), and the public /readyz says only ``ready`` or ``degraded``.
@@ -37,38 +40,28 @@ from gateway.api.ops import Readiness, ops_router
 from gateway.errors import GatewayError
 from gateway.logs import request_id_var
 from gateway.metrics import Metrics
-from gateway.service import GatewayService, ProxyReads
-from gateway.service.signin import SignInService
+from gateway.service import UseCases
 from gateway.settings import Settings
 
 Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
 
 
-def build_http_app(service: GatewayService, settings: Settings, *, metrics: Metrics, readiness: Readiness,
-                   lifespan: Lifespan | None = None, proxy: ProxyReads | None = None,
-                   signin: SignInService | None = None) -> ASGIApp:
+def build_http_app(use: UseCases, settings: Settings, *, metrics: Metrics, readiness: Readiness,
+                   lifespan: Lifespan | None = None) -> ASGIApp:
     admin = settings.admin_port is not None
     routes = _fastapi(settings, lifespan)
-    routes.include_router(batch_router(service, trusted_proxies=settings.trusted_proxies,
-                                       forwarded_header=settings.forwarded_header))
-    if signin is not None:
-        routes.include_router(auth_router(signin, service, trusted_proxies=settings.trusted_proxies,
-                                          forwarded_header=settings.forwarded_header))
+    routes.include_router(batch_router(use.redirects, use.gate))
+    routes.include_router(auth_router(use.signin, use.gate))
     routes.include_router(ops_router(readiness=readiness, metrics=None if admin else metrics, detailed=not admin))
-    holder = service.holder
-    app: ASGIApp = ObjectRoutes(routes, service, trusted_proxies=settings.trusted_proxies,
-                                forwarded_header=settings.forwarded_header, proxy=proxy, signin=signin)
-    public = EdgeMiddleware(app, metrics, origins=lambda: holder.current.cors_origins,
-                            max_age=lambda: int(holder.current.policy.source.cors.max_age),
+    public = EdgeMiddleware(ObjectRoutes(routes, use), metrics, holder=use.holder, audit=use.audit,
+                            trusted_proxies=settings.trusted_proxies, forwarded_header=settings.forwarded_header,
                             max_concurrency=settings.max_concurrency, hosts=HostCheck.of(settings),
-                            body_timeout=settings.body_timeout,
-                            embedders=lambda: holder.current.embedders if holder.current.browsers else None)
+                            body_timeout=settings.body_timeout)
     if settings.admin_port is None:
         return public
     operators = _fastapi(settings, None)
     operators.include_router(ops_router(readiness=readiness, metrics=metrics, detailed=True))
-    return ByListener(public, EdgeMiddleware(operators, metrics, origins=frozenset, max_age=lambda: 0),
-                      admin_port=settings.admin_port)
+    return ByListener(public, EdgeMiddleware(operators, metrics), admin_port=settings.admin_port)
 
 
 class ByListener:

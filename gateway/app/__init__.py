@@ -31,8 +31,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
                registry: CollectorRegistry | None = None, environ: Mapping[str, str] | None = None) -> GatewayApp:
     """Build the ASGI app. Raises ConfigError, listing every problem, when the policy is invalid."""
     runtime = Runtime(settings, clock=clock, registry=registry, environ=environ)
-    asgi = build_http_app(runtime.service, settings, metrics=runtime.metrics, readiness=runtime.readiness,
-                          lifespan=runtime.lifespan, proxy=runtime.proxy, signin=runtime.signin)
+    asgi = build_http_app(runtime.use, settings, metrics=runtime.metrics, readiness=runtime.readiness,
+                          lifespan=runtime.lifespan)
     return GatewayApp(asgi, runtime)
 
 

@@ -25,7 +25,7 @@ from gateway.auth.vendor import VendorAuthenticator
 from gateway.backends import Backend, ObjectSource
 from gateway.backends.http_pool import UpstreamPool
 from gateway.backends.local import LocalBackend
-from gateway.config import AuditConfig, AuthConfig, GcsBackend, PolicyFile, S3Backend, origin_of
+from gateway.config import AuditConfig, AuthConfig, AzureBackend, GcsBackend, PolicyFile, S3Backend, origin_of
 from gateway.config import FileSink as FileSinkConfig
 from gateway.config import LocalBackend as LocalBackendConfig
 from gateway.config import RedisStreamSink as RedisStreamSinkConfig
@@ -34,6 +34,7 @@ from gateway.errors import ConfigError
 from gateway.metrics import Metrics
 from gateway.policy import compile_policy
 from gateway.redis.client import SharedRedis
+from gateway.routes import CALLBACK
 from gateway.service import State
 from gateway.settings import Settings, is_loopback_host
 
@@ -120,7 +121,7 @@ class StateBuilder:
         return State(compile_policy(policy, raw), backends, auth, cors, loaded_at=self.clock(), sources=sources,
                      browsers=browsers, sessions=sessions)
 
-    def backend(self, dataset: str, config: LocalBackendConfig | S3Backend | GcsBackend) -> Backend:
+    def backend(self, dataset: str, config: LocalBackendConfig | S3Backend | GcsBackend | AzureBackend) -> Backend:
         match config:
             case LocalBackendConfig():
                 return LocalBackend(config, dataset=dataset, base_url=self.settings.base_url(),
@@ -134,8 +135,13 @@ class StateBuilder:
                 from gateway.backends.gcs import GcsBackend as Gcs
 
                 return Gcs(config)
+            case AzureBackend():
+                from gateway.backends.azure import AzureBackend as Azure
 
-    def source(self, config: LocalBackendConfig | S3Backend | GcsBackend, backend: Backend) -> ObjectSource:
+                return Azure(config, clock=self.clock, environ=self.environ)
+
+    def source(self, config: LocalBackendConfig | S3Backend | GcsBackend | AzureBackend,
+               backend: Backend) -> ObjectSource:
         """The object reader of a proxy dataset, over the dataset's own backend and its credentials."""
         from gateway.backends.gcs import GcsBackend as Gcs
         from gateway.backends.s3 import S3Backend as S3
@@ -152,6 +158,12 @@ class StateBuilder:
                 raise ConfigError("delivery", ["proxy delivery reads GCS with an OAuth access token, and an HMAC "
                                                "key has none: use a service-account key or Workload Identity"])
             return GcsSource(config, credentials, self.pool)
+        if isinstance(config, AzureBackend):
+            from gateway.backends.azure import AzureBackend as Azure
+            from gateway.backends.azure_source import AzureSource
+
+            if isinstance(backend, Azure):
+                return AzureSource(backend, self.pool)
         raise ConfigError("delivery", [f"delivery: proxy is not available for backend kind {config.kind}"])
 
     def fallback(self) -> Authenticator | None:
@@ -208,7 +220,7 @@ class StateBuilder:
                 clients[issuer.name] = cached[1]  # unchanged: keep its discovery document
                 continue
             clients[issuer.name] = BrowserClient(
-                issuer, client_secret=secret, redirect_uri=f"{(public or '').rstrip('/')}/v1/auth/callback",
+                issuer, client_secret=secret, redirect_uri=(public or "").rstrip("/") + CALLBACK,
                 http=self.http, jwks=oidc.jwks(issuer.name), clock=self.clock)
             self._browsers[issuer.name] = ((issuer, secret, public), clients[issuer.name])
         if problems or self.sessions is None or origin is None:

@@ -33,10 +33,19 @@ from gateway.ratelimit import RateLimiter
 from gateway.ratelimit.memory import MemoryRateLimiter
 from gateway.ratelimit.redis import RedisRateLimiter
 from gateway.redis.client import SharedRedis
-from gateway.service import GatewayService, GatewayUrls, ProxyReads, StateHolder
+from gateway.service import (
+    Gate,
+    GatewayUrls,
+    LocalReads,
+    ProxyReads,
+    Redirects,
+    SignInService,
+    StateHolder,
+    UseCases,
+)
 from gateway.service.readiness import readiness
 from gateway.service.reloader import PolicyReloader
-from gateway.service.signin import SignInService
+from gateway.service.signing import UrlSigner
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway")
@@ -94,14 +103,15 @@ class Runtime:
         self.holder = StateHolder(state)
         self.audit = audit_log(policy.audit, settings, self.metrics, self.redis)
         urls = GatewayUrls(signing_key, settings.base_url())  # proxy datasets' JSON and batch answers
-        self.service = GatewayService(self.holder, cache=MemoryUrlCache(settings.cache_max_entries),
-                                      audit=self.audit, metrics=self.metrics, clock=clock,
-                                      shared_cache=shared_cache, limiter=limiter,
-                                      gateway_urls=urls)
-        self.proxy = ProxyReads(self.service, urls)
-        self.signin = SignInService(self.holder, keys=keys, store=sessions, replay=replay, audit=self.audit,
-                                    metrics=self.metrics, public_url=settings.base_url(),
-                                    clock=clock)
+        self.gate = Gate(metrics=self.metrics, limiter=limiter, gateway_urls=urls, clock=clock)
+        self.signer = UrlSigner(cache=MemoryUrlCache(settings.cache_max_entries), shared_cache=shared_cache,
+                                metrics=self.metrics, clock=clock)
+        self.use = UseCases(
+            holder=self.holder, audit=self.audit, gate=self.gate,
+            redirects=Redirects(self.gate, self.signer, gateway_urls=urls, clock=clock),
+            proxy=ProxyReads(self.gate, clock=clock), local=LocalReads(self.gate, clock=clock),
+            signin=SignInService(keys=keys, store=sessions, replay=replay, metrics=self.metrics,
+                                 public_url=settings.base_url(), clock=clock))
         self.reloader: PolicyReloader | None = None
         if settings.config is not None:
             self.reloader = PolicyReloader(settings.config, self.holder, self.build_state, self.metrics,

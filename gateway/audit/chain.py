@@ -37,7 +37,7 @@ def encode_record(record: AuditRecord) -> bytes:
         "key": record.key, "decision": record.decision, "rule": record.rule, "reason": record.reason,
         "status": record.status, "client_ip": record.client_ip, "user_agent": record.user_agent,
         "principal": principal_json(record.principal), "cache": record.cache, "latency_ms": record.latency_ms,
-        "keys": record.keys, "denied": record.denied, "bytes": record.bytes,
+        "keys": record.keys, "denied": record.denied, "bytes": record.bytes, "policy": record.policy,
     })
 
 

@@ -7,17 +7,15 @@ Each returns a Principal ("mine, valid"), None ("not my scheme"), or raises Unau
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from gateway.errors import AmbiguousCredentials, Unauthenticated
 from gateway.models import ANONYMOUS, IPAddress, Principal
 
 
-@dataclass(slots=True)
-class AuthRequest:
-    """What an authenticator may look at. Header names are lower-case. Not frozen: one is built
-    for every request, and a frozen dataclass costs three times as much to build."""
+class AuthRequest(NamedTuple):
+    """What an authenticator may look at, parsed once at the edge. Header names are lower-case.
+    Immutable: what authentication changes (a renewed session) is returned in an :class:`Identity`."""
 
     method: str
     path: str  # the raw path, still percent-encoded, as sent
@@ -26,9 +24,17 @@ class AuthRequest:
     client_ip: IPAddress
     # A route where a browser session may be used (object reads, /v1/auth/session): invariant 11.
     session_route: bool = False
-    # Set by the session authenticator: a renewed session cookie (Set-Cookie) for the answer.
-    renewal: str | None = None
-    client_text: str = ""  # client_ip as text, when the edge has it already (audit records)
+    client_text: str = ""  # client_ip as text (audit records)
+
+
+class Identity(NamedTuple):
+    """Who the request's credential proves, and what the answer must carry for it."""
+
+    principal: Principal
+    renewal: str | None = None  # a renewed browser-session cookie (a Set-Cookie value) for the answer
+
+
+NOBODY = Identity(ANONYMOUS)
 
 
 class Authenticator(Protocol):
@@ -42,8 +48,9 @@ class Authenticator(Protocol):
         """Does the request hold a credential of this kind (valid or not)?"""
         ...
 
-    async def authenticate(self, request: AuthRequest) -> Principal | None:
-        """Return a principal, None when the request does not use this scheme, or raise Unauthenticated."""
+    async def authenticate(self, request: AuthRequest) -> Principal | Identity | None:
+        """Return a principal (or an identity, when the answer must carry something for it), None
+        when the request does not use this scheme, or raise Unauthenticated."""
         ...
 
 
@@ -66,7 +73,7 @@ class AuthChain:
         self.fallback = fallback
         self._reads_authorization = any(a.reads_authorization for a in self.authenticators)
 
-    async def authenticate(self, request: AuthRequest) -> Principal:
+    async def authenticate(self, request: AuthRequest) -> Identity:
         present = [a for a in self.authenticators if a.carries(request)]
         count = len(present)
         if not self._reads_authorization and "authorization" in request.headers:
@@ -74,16 +81,16 @@ class AuthChain:
         if count > 1:
             raise AmbiguousCredentials("the request carries more than one credential; send exactly one")
         if present:
-            principal = await present[0].authenticate(request)
-            if principal is not None:
-                return principal
+            found = await present[0].authenticate(request)
+            if found is not None:
+                return found if type(found) is Identity else Identity(found)  # type: ignore[arg-type]
         if "authorization" in request.headers:
             # A credential that no configured scheme accepts is refused, never treated as anonymous.
             raise Unauthenticated(
                 "the Authorization header uses a scheme or issuer this gateway does not accept"
             )
         if self.fallback is not None:
-            principal = await self.fallback.authenticate(request)
-            if principal is not None:
-                return principal
-        return ANONYMOUS
+            fallback = await self.fallback.authenticate(request)
+            if fallback is not None:
+                return fallback if type(fallback) is Identity else Identity(fallback)  # type: ignore[arg-type]
+        return NOBODY

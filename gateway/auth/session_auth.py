@@ -11,12 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
-from gateway.auth import AuthRequest
+from gateway.auth import AuthRequest, Identity
 from gateway.auth.cookies import cookie_values, set_cookie
 from gateway.auth.sessions import COOKIE, Session, SessionInvalid, SessionReason, SessionStore
 from gateway.config import BrowserSignIn, origin_of
 from gateway.errors import CrossSiteRefused, Unauthenticated
-from gateway.models import Principal
 
 SCHEME = "Session"
 _COOKIE_EQ = COOKIE + "="
@@ -80,7 +79,7 @@ class SessionAuthenticator:
         header = request.headers.get("cookie")
         return header is not None and _COOKIE_EQ in header and bool(cookie_values(header, COOKIE))
 
-    async def authenticate(self, request: AuthRequest) -> Principal | None:
+    async def authenticate(self, request: AuthRequest) -> Identity | None:
         header = request.headers.get("cookie")
         if header is None or _COOKIE_EQ not in header:
             return None
@@ -94,12 +93,13 @@ class SessionAuthenticator:
         session, browser = await self.resolve(values)
         check_site(request.headers, self.own_origin, self._embedders[session.issuer])
         now = int(self._clock())
+        renewal = None
         if now - session.seen >= browser.idle_ttl / 4:
             # The idle clock moves on a few times per idle period, not on every request.
             value = await self.store.touch(session, now)
             if value is not None:
-                request.renewal = set_cookie(COOKIE, value, max_age=session.expires - now, same_site="None")
-        return session.principal
+                renewal = set_cookie(COOKIE, value, max_age=session.expires - now, same_site="None")
+        return Identity(session.principal, renewal)
 
     async def resolve(self, values: list[str]) -> tuple[Session, BrowserSignIn]:
         """The live session these cookie values (from one request) name; Unauthenticated otherwise."""

@@ -8,6 +8,20 @@ from typing import Protocol, runtime_checkable
 
 from gateway.models import Fetched, FetchRequest, SignedUrl
 
+# The object's own headers, which a client of a proxy dataset may see: every other header of the
+# storage's answer (request ids, server names, x-amz-*/x-goog-*, cookies) is dropped, so that nothing
+# of the storage reaches a client (invariant 10). The one list for the sources and the HTTP layer.
+OBJECT_HEADERS: tuple[str, ...] = (
+    "content-type",  # what the bytes are; a dataset's response_content_type overrides it
+    "content-disposition",  # inline or download, and the file name; a dataset's override wins
+    "content-length",  # the body's size: progress for the client, and how a truncated body is caught
+    "content-range",  # which bytes a 206 holds, and the object's whole size
+    "content-encoding",  # the bytes are passed as stored, never decoded: the client must decode them
+    "content-language",  # the object's own metadata, as the uploader set it
+    "etag",  # the validator the storage answers If-None-Match with, and If-Range is compared to
+    "last-modified",  # the validator for If-Modified-Since, and for If-Range given a date
+)
+
 
 @runtime_checkable
 class Backend(Protocol):
@@ -37,8 +51,13 @@ class FileSource(Protocol):
 
     etag_key: bytes  # keys the files' ETags, so that they reveal nothing about the file system
 
-    def resolve(self, key: str, *, exp: str, sig: str, now: float) -> Path:
-        """Check the URL signature and return the file's real path, never outside the root."""
+    def verify(self, key: str, *, exp: str, sig: str, now: float) -> int:
+        """Check the URL's own signature (it is the credential); returns its expiry. Raises
+        Forbidden (reason ``bad_signature`` or ``expired``)."""
+        ...
+
+    def path(self, key: str) -> Path:
+        """The file's real path, never outside the root; NotFound otherwise."""
         ...
 
 

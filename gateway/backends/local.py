@@ -15,8 +15,12 @@ from urllib.parse import quote
 from gateway.config import LocalBackend as LocalBackendConfig
 from gateway.errors import Forbidden, NotFound
 from gateway.models import DenyReason, SignedUrl
+from gateway.routes import local_prefix
 
-_EXP = re.compile(r"[0-9]{1,12}")
+# The one form a URL of this backend takes: an expiry without leading zeros, and the signature as
+# issued (unpadded base64url of 32 bytes). Anything else is not a URL this gateway wrote.
+_EXP = re.compile(r"[1-9][0-9]{0,11}")
+_SIG = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 def _b64(digest: bytes) -> str:
@@ -32,7 +36,7 @@ class LocalBackend:
     def __init__(self, config: LocalBackendConfig, *, dataset: str, base_url: str, signing_key: bytes) -> None:
         self.root = config.path
         self.dataset = dataset
-        self._base = f"{base_url.rstrip('/')}/v1/local/{quote(dataset, safe='')}/"
+        self._base = base_url.rstrip("/") + local_prefix(dataset)
         self._key = signing_key
         # Derived, never the signing key itself: ETags are shown to every client.
         self.etag_key = hmac.new(signing_key, b"gateway local-file etag v1", hashlib.sha256).digest()
@@ -48,14 +52,20 @@ class LocalBackend:
             for key in keys
         ]
 
-    def resolve(self, key: str, *, exp: str, sig: str, now: float) -> Path:
-        if not _EXP.fullmatch(exp) or not sig:
+    def verify(self, key: str, *, exp: str, sig: str, now: float) -> int:
+        """Raise Forbidden unless ``exp`` and ``sig`` are this backend's signature of ``key``, in its
+        one canonical form, and not expired; returns the expiry."""
+        if not _EXP.fullmatch(exp) or not _SIG.fullmatch(sig):
             raise Forbidden("the URL signature is missing or malformed", reason=DenyReason.BAD_SIGNATURE)
         # Constant-time comparison: the signature is the only secret-derived input.
-        if not hmac.compare_digest(self._mac(key, int(exp)).encode(), sig.encode("utf-8", "replace")):
+        if not hmac.compare_digest(self._mac(key, int(exp)).encode(), sig.encode("ascii")):
             raise Forbidden("the URL signature does not match", reason=DenyReason.BAD_SIGNATURE)
         if int(exp) < now:
             raise Forbidden("the URL has expired; ask the gateway for a new one", reason=DenyReason.EXPIRED)
+        return int(exp)
+
+    def path(self, key: str) -> Path:
+        """The file of a key whose URL was verified: its real path, never outside the root."""
         return self._safe_path(key)
 
     def _safe_path(self, key: str) -> Path:

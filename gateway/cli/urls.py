@@ -8,17 +8,17 @@ import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import quote
 
 import orjson
 
 from gateway.config import Dataset, GcsBackend, LocalBackend, S3Backend
 from gateway.errors import ConfigError, InvalidKey
 from gateway.keys import MAX_KEY_BYTES, validate_key
+from gateway.routes import object_path
 
 
 def gateway_url(base_url: str, dataset: str, key: str) -> str:
-    return f"{base_url.rstrip('/')}/v1/datasets/{quote(dataset, safe='')}/objects/{quote(key, safe='/')}"
+    return base_url.rstrip("/") + object_path(dataset, key)
 
 
 def _strip(prefix: str, names: Iterable[str]) -> Iterator[str]:

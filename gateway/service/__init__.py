@@ -1,9 +1,36 @@
-"""The service layer: authenticate, decide, sign, audit. No HTTP types, so the CLI and tests call it directly."""
+"""The service layer: the one admit step, the use cases and the request's audit record. No HTTP types,
+so the CLI and the tests call it directly."""
 
-from gateway.service.core import BatchItem, GatewayService, LocalFile
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.audit.log import AuditLog
+from gateway.service.admit import Admitted, Gate, KeyVerdict
+from gateway.service.audit_scope import AuditScope
+from gateway.service.context import RequestContext, offline_context
 from gateway.service.delivery import Delivery, ProxyReads, ReadRequest
 from gateway.service.gateway_urls import GatewayUrls
+from gateway.service.local import LocalFile, LocalReads
+from gateway.service.redirects import BatchItem, Redirects
+from gateway.service.signin import SignInService
 from gateway.service.state import State, StateHolder
+from gateway.service.url_signature import UrlSignature, url_signature
 
-__all__ = ["BatchItem", "Delivery", "GatewayService", "GatewayUrls", "LocalFile", "ProxyReads", "ReadRequest", "State",
-           "StateHolder"]
+
+@dataclass(frozen=True)
+class UseCases:
+    """Everything the HTTP layer calls, built once by the composition root."""
+
+    holder: StateHolder
+    audit: AuditLog
+    gate: Gate
+    redirects: Redirects
+    proxy: ProxyReads
+    local: LocalReads
+    signin: SignInService
+
+
+__all__ = ["Admitted", "AuditScope", "BatchItem", "Delivery", "Gate", "GatewayUrls", "KeyVerdict", "LocalFile",
+           "LocalReads", "ProxyReads", "ReadRequest", "Redirects", "RequestContext", "SignInService", "State",
+           "StateHolder", "UrlSignature", "UseCases", "offline_context", "url_signature"]

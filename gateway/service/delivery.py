@@ -1,6 +1,6 @@
-"""Proxy delivery's use case: authorize a read like a redirect, then fetch the object from the
-dataset's :class:`~gateway.backends.ObjectSource`, and audit the answer's status and the bytes sent
-once the body has gone (or the client has left).
+"""Proxy delivery's use case: admit a read like a redirect (or by its gateway URL's own signature),
+then fetch the object from the dataset's :class:`~gateway.backends.ObjectSource`. The request's audit
+record gets the answer's status and the bytes sent when the body has gone (or the client has left).
 
 A caller is refused before the storage is asked anything, so a caller the policy refuses never
 learns whether an object exists. Suffix ranges (``bytes=-N``) are resolved here, after a ``HEAD``
@@ -13,19 +13,17 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.backends import ObjectSource
-from gateway.errors import Forbidden, GatewayError, InvalidKey, RangeNotSatisfiable
-from gateway.keys import canonical_key
-from gateway.models import Decision, DenyReason, Fetched, FetchRequest, RequestContext
-from gateway.service.core import GatewayService
-from gateway.service.gateway_urls import GatewayUrls
-from gateway.service.refusals import ip_text
+from gateway.errors import RangeNotSatisfiable
+from gateway.models import AuthMethod, Fetched, FetchRequest
+from gateway.service.admit import Gate
+from gateway.service.context import RequestContext
+from gateway.service.url_signature import UrlSignature
 
 _RANGE = re.compile(r"bytes=([0-9]{0,15})-([0-9]{0,15})")
-_SIGNED_URL = Decision(True, rule="signed_url")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,20 +35,20 @@ class ReadRequest:
     if_none_match: str | None = None
     if_modified_since: str | None = None
     if_range: str | None = None
-    exp: str | None = None  # a gateway URL's own signature, instead of a credential
-    sig: str | None = None
+    signature: UrlSignature | None = None  # a gateway URL's own signature, instead of a credential
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Delivery:
     """An object to stream: the storage's answer, how long a browser may keep it, the dataset's
-    overrides, and ``finish(bytes_sent)``, which writes the audit record (await it exactly once)."""
+    overrides, and a renewed session cookie the answer must carry."""
 
     fetched: Fetched
     max_age: int
     content_type: str | None
     content_disposition: str | None
-    finish: Callable[[int], Awaitable[None]]
+    renewal: str | None = None
+    session: bool = False  # read with a browser session: the answer is never stored
 
 
 def parse_range(header: str | None) -> tuple[int | None, int | None] | None:
@@ -71,59 +69,32 @@ def parse_range(header: str | None) -> tuple[int | None, int | None] | None:
 
 
 class ProxyReads:
-    """``read`` for proxy datasets; the steps before the fetch are :class:`GatewayService`'s own."""
+    """``read`` for proxy datasets: what the admit step let in, fetched from the storage."""
 
-    def __init__(self, service: GatewayService, urls: GatewayUrls) -> None:
-        self.service = service
-        self.urls = urls
+    def __init__(self, gate: Gate, *, clock: Callable[[], float] = time.time) -> None:
+        self.gate = gate
+        self.clock = clock
 
     async def read(self, ctx: RequestContext, dataset: str, raw_key: str | bytes, request: ReadRequest) -> Delivery:
-        service = self.service
-        started = time.perf_counter()
-        state = service.holder.current
-        ds = await service._dataset(ctx, state, dataset, "proxy", started)
-        if ds.config.rate_limit is not None:
-            await service._rate_limit(ctx, ds, 1, "proxy", started)
-        try:
-            key = canonical_key(raw_key, ds.max_key_bytes)
-        except InvalidKey as exc:
-            await service._deny(ctx, "proxy", dataset, None, DenyReason.INVALID_KEY, exc, started)
-        now = service.clock()
+        admitted = await self.gate.admit(ctx, dataset, raw_key, action="proxy", signature=request.signature)
+        ds, key = admitted.ds, admitted.key
+        assert key is not None  # noqa: S101 - admitted with a key
         max_age = ds.bucket
-        if request.sig is not None or request.exp is not None:
-            try:
-                exp = self.urls.verify(ds.name, key, _client(ctx), exp=request.exp or "", sig=request.sig or "",
-                                       now=now)
-            except Forbidden as exc:
-                await service._deny(ctx, "proxy", dataset, key, DenyReason(exc.reason), exc, started)
-            decision = _SIGNED_URL
-            max_age = max(0, min(max_age, exp - int(now) - 1))
-        else:
-            decision = ds.decide(ctx.principal, ctx.client_ip, key)
-            if not decision.allowed:
-                await service.refused(ctx, "proxy", ds, key, decision, started)
-        service._tally.inc(service._allowed)
-        source = state.sources[ds.name]
-        try:
-            upstream = await self._upstream_request(source, key, request)
-            fetched = await source.fetch(key, upstream)
-            if upstream.range is not None and request.if_range and not _validates(request.if_range, fetched):
-                # RFC 9110 If-Range: the object changed since the client's copy, so all of it.
-                fetched.release()
-                fetched = await source.fetch(key, FetchRequest(request.head, None, request.if_none_match,
-                                                               request.if_modified_since))
-        except GatewayError as exc:
-            await service._audit(ctx, "proxy", dataset, key, decision, exc.status, started=started)
-            raise
-
-        async def finish(sent: int) -> None:
-            record = service._record(ctx, "proxy", dataset, key, decision, fetched.status, started)
-            record.bytes = sent
-            await service.audit.record(record)
-
+        if admitted.expires is not None:  # a gateway URL: never cached past its own expiry
+            max_age = max(0, min(max_age, admitted.expires - int(self.clock()) - 1))
+        source = ctx.state.sources[ds.name]
+        upstream = await self._upstream_request(source, key, request)
+        fetched = await source.fetch(key, upstream)
+        if upstream.range is not None and request.if_range and not _validates(request.if_range, fetched):
+            # RFC 9110 If-Range: the object changed since the client's copy, so all of it.
+            fetched.release()
+            fetched = await source.fetch(key, FetchRequest(request.head, None, request.if_none_match,
+                                                           request.if_modified_since))
+        ctx.audit.streams = True
         backend = ds.config.backend
         return Delivery(fetched, max_age, getattr(backend, "response_content_type", None),
-                        getattr(backend, "response_content_disposition", None), finish)
+                        getattr(backend, "response_content_disposition", None), admitted.renewal,
+                        admitted.principal.method is AuthMethod.BROWSER_SESSION)
 
     @staticmethod
     async def _upstream_request(source: ObjectSource, key: str, request: ReadRequest) -> FetchRequest:
@@ -148,7 +119,3 @@ def _validates(if_range: str, fetched: Fetched) -> bool:
     if value.startswith(('"', "W/")):
         return not value.startswith("W/") and fetched.headers.get("etag") == value
     return fetched.headers.get("last-modified") == value
-
-
-def _client(ctx: RequestContext) -> str:
-    return ctx.client_text or ip_text(ctx.client_ip)

@@ -15,12 +15,14 @@ from __future__ import annotations
 import base64
 import hmac
 import re
-from urllib.parse import quote
 
 from gateway.errors import Forbidden
 from gateway.models import DenyReason, SignedUrl
+from gateway.routes import object_path
 
-_EXP = re.compile(r"[0-9]{1,12}")
+# The one form a gateway URL takes (see gateway.backends.local): no leading zeros, the signature as issued.
+_EXP = re.compile(r"[1-9][0-9]{0,11}")
+_SIG = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 class GatewayUrls:
@@ -35,18 +37,18 @@ class GatewayUrls:
     def sign(self, dataset: str, keys: list[str], client: str, *, signed_at: int, expires_in: int) -> list[SignedUrl]:
         """``client`` is the address as text; URLs are deterministic within one time bucket."""
         exp = signed_at + expires_in
-        prefix = f"{self._base}/v1/datasets/{quote(dataset, safe='')}/objects/"
-        return [SignedUrl(f"{prefix}{quote(key, safe='/')}?exp={exp}&sig={self._mac(dataset, key, exp, client)}",
+        base = self._base
+        return [SignedUrl(f"{base}{object_path(dataset, key)}?exp={exp}&sig={self._mac(dataset, key, exp, client)}",
                           exp, signed_at) for key in keys]
 
     def verify(self, dataset: str, key: str, client: str, *, exp: str, sig: str, now: float) -> int:
         """Raise Forbidden unless the URL was issued for this key, to this address, and has not
         expired; returns the expiry."""
-        if not _EXP.fullmatch(exp) or not sig:
+        if not _EXP.fullmatch(exp) or not _SIG.fullmatch(sig):
             raise Forbidden("the URL signature is missing or malformed", reason=DenyReason.BAD_SIGNATURE)
         expected = self._mac(dataset, key, int(exp), client)
         # Constant time: the signature is the only secret-derived input.
-        if not hmac.compare_digest(expected.encode(), sig.encode("utf-8", "replace")):
+        if not hmac.compare_digest(expected.encode(), sig.encode("ascii")):
             raise Forbidden("the URL signature does not match: it was altered, or issued to another address",
                             reason=DenyReason.BAD_SIGNATURE)
         if int(exp) < now:

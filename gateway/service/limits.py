@@ -8,7 +8,7 @@ import math
 
 from gateway.errors import GatewayError, PayloadTooLarge, RateLimited
 from gateway.metrics import Metrics
-from gateway.models import RequestContext
+from gateway.models import IPAddress, Principal
 from gateway.policy import CompiledDataset
 from gateway.ratelimit import RateLimiter
 
@@ -18,7 +18,8 @@ class RateLimits:
         self.limiter = limiter
         self.metrics = metrics
 
-    async def spend(self, ctx: RequestContext, ds: CompiledDataset, cost: int) -> GatewayError | None:
+    async def spend(self, ds: CompiledDataset, client_ip: IPAddress, principal: Principal,
+                    cost: int) -> GatewayError | None:
         """Spend ``cost`` for the caller; the refusal to raise (after auditing it) when over a limit.
         A batch that could never fit is refused at once with 413 (there is no Retry-After to obey)."""
         limit = ds.config.rate_limit
@@ -27,9 +28,9 @@ class RateLimits:
         if cost > limit.requests:
             return PayloadTooLarge(f"this batch has {cost} keys, more than the dataset's rate limit allows in "
                                   f"{limit.per:g}s ({limit.requests}); split it")
-        subjects = [f"{ds.name}:ip:{ctx.client_ip}"]
-        if not ctx.principal.anonymous:
-            who = f"{ctx.principal.method}|{ctx.principal.issuer}|{ctx.principal.subject}"
+        subjects = [f"{ds.name}:ip:{client_ip}"]
+        if not principal.anonymous:
+            who = f"{principal.method}|{principal.issuer}|{principal.subject}"
             # Hashed: Redis keys should not carry emails or subjects.
             subjects.append(f"{ds.name}:p:{hashlib.sha256(who.encode()).hexdigest()[:20]}")
         for subject in subjects:

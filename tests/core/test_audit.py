@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import multiprocessing
 import random
 import threading
@@ -18,10 +17,11 @@ from gateway.app.runtime import Runtime
 from gateway.audit.chain import Chain, verify_lines
 from gateway.audit.log import AuditLog
 from gateway.audit.sinks import FileSink
-from gateway.auth import AuthRequest
 from gateway.cli import main
 from gateway.errors import Forbidden, Unauthenticated, Unavailable
-from gateway.models import AuditRecord, RequestContext
+from gateway.models import AuditRecord
+from gateway.service import UrlSignature
+from tests.calls import Caller
 from tests.core.audit_worker import write_records
 from tests.core.conftest import Clock, local_policy
 
@@ -266,34 +266,35 @@ def test_records_never_hold_tokens_signatures_or_signed_urls(
     (data / "images" / "a.png").write_bytes(b"png")
     audit_file = tmp_path / "audit.jsonl"
     runtime = make_runtime(write_policy(local_policy(data, audit_file)), clock=clock)
-    service = runtime.service
+    use = runtime.use
     token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1LTEifQ.c2VjcmV0LXNpZ25hdHVyZS1ieXRlcw"
-    ctx = RequestContext("req-secret", ipaddress.ip_address("127.0.0.1"), user_agent="Mozilla/5.0 pytest")
+    caller = Caller(runtime, headers={"user-agent": "Mozilla/5.0 pytest"}, request_id="req-secret")
+    bearer = Caller(runtime, headers={"authorization": f"Bearer {token}"})
     secrets: list[str] = [token]
 
     async def drive() -> None:
-        url, _ = await service.sign(ctx, "local", "images/a.png", action="redirect")
-        [item] = await service.sign_batch(ctx, "local", ["images/a.png"])
+        url, _ = await caller.aredirect("images/a.png")
+        [item] = await caller.call("sign_batch", lambda ctx: use.redirects.batch(ctx, "local", ["images/a.png"]), 200)
         assert item.url is not None
         secrets.extend([url.url, item.url.url])
         query = parse_qs(urlsplit(url.url).query)
         sig, exp = query["sig"][0], query["exp"][0]
         secrets.append(sig)
-        await service.resolve_local(ctx, "local", b"images/a.png", exp, sig)
+        await caller.call("fetch", lambda ctx: use.local.read(ctx, "local", b"images/a.png",
+                                                              UrlSignature("local", exp, sig)), 200)
         forged = sig[:-4] + ("AAAA" if not sig.endswith("AAAA") else "BBBB")
         secrets.append(forged)
         with pytest.raises(Forbidden):
-            await service.resolve_local(ctx, "local", b"images/a.png", exp, forged)
-        request = AuthRequest("GET", "/v1/datasets/local/objects/images/a.png", f"access_token={token}",
-                              {"authorization": f"Bearer {token}"}, ctx.client_ip)
+            await caller.call("fetch", lambda ctx: use.local.read(ctx, "local", b"images/a.png",
+                                                                  UrlSignature("local", exp, forged)), 200)
         with pytest.raises(Unauthenticated):
-            await service.authenticate(request, ctx)
-        await service.audit.emit_confirmed(AuditRecord(0, "flush", "flush", None, None, "allow", None, None, 0, ""))
+            await bearer.aredirect("images/a.png")
+        await runtime.audit.emit_confirmed(AuditRecord(0, "flush", "flush", None, None, "allow", None, None, 0, ""))
 
     asyncio.run(drive())
     text = audit_file.read_text(encoding="utf-8")
     records = [orjson.loads(line) for line in text.splitlines()]
-    assert [r["action"] for r in records] == ["redirect", "sign_batch", "fetch", "fetch", "authenticate", "flush"]
+    assert [r["action"] for r in records] == ["redirect", "sign_batch", "fetch", "fetch", "redirect", "flush"]
     assert [r["decision"] for r in records[:5]] == ["allow", "allow", "allow", "deny", "deny"]
     assert records[3]["reason"] == "bad_signature"
     for secret in secrets:

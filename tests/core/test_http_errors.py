@@ -35,7 +35,7 @@ def test_a_bug_in_a_fastapi_route_is_json_500_with_the_request_id(
     async def broken() -> dict[str, Any]:
         raise RuntimeError("secret-looking detail that must not reach the client")
 
-    app = build_http_app(runtime.service, runtime.settings, metrics=runtime.metrics, readiness=broken)
+    app = build_http_app(runtime.use, runtime.settings, metrics=runtime.metrics, readiness=broken)
 
     async def get() -> httpx.Response:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)

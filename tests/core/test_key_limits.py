@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -12,10 +11,12 @@ import pytest
 
 from gateway.app.runtime import Runtime
 from gateway.errors import InvalidKey
-from gateway.models import RequestContext
 from gateway.service.delivery import ReadRequest
+from tests.calls import Caller
 
-CTX = RequestContext("req", ipaddress.ip_address("10.1.2.3"))
+
+def CALLER(runtime: Runtime) -> Caller:  # noqa: N802 - reads like the constant it replaced
+    return Caller(runtime, client_ip="10.1.2.3")
 POLICY = """
 version: 1
 audit: {sinks: [{kind: file, path: "%s"}]}
@@ -41,11 +42,11 @@ def runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_runtime: Calla
 
 def test_the_prefix_counts_toward_the_limit_on_every_path(runtime: Runtime) -> None:
     fits = "k" * (1024 - len("tenant-a/"))
-    url, _ = asyncio.run(runtime.service.sign(CTX, "tenant", fits, action="redirect"))
+    url = CALLER(runtime).redirect(fits, "tenant")
     assert "/tenant-a/" + fits + "?" in url.url
     with pytest.raises(InvalidKey, match="1024-byte limit"):
-        asyncio.run(runtime.service.sign(CTX, "tenant", fits + "k", action="redirect"))
-    results = asyncio.run(runtime.service.sign_batch(CTX, "tenant", [fits, fits + "k"]))
+        CALLER(runtime).redirect(fits + "k", "tenant")
+    results = CALLER(runtime).batch([fits, fits + "k"], "tenant")
     assert results[0].url is not None
     assert results[1].error == "invalid_key" and "1024-byte limit" in (results[1].detail or "")
 
@@ -55,7 +56,8 @@ def test_the_prefix_counts_on_the_proxy_path_too(runtime: Runtime, tmp_path: Pat
     (the storage at 127.0.0.1:9 would make it a 503), and audited as such."""
     fits = "k" * (1024 - len("tenant-a/"))
     with pytest.raises(InvalidKey, match="1024-byte limit"):
-        asyncio.run(runtime.proxy.read(CTX, "streamed", fits + "k", ReadRequest()))
+        asyncio.run(CALLER(runtime).call("proxy", lambda ctx: runtime.use.proxy.read(ctx, "streamed", fits + "k",
+                                                                                    ReadRequest()), 200))
     runtime.audit.close()
     last = json.loads((tmp_path / "audit.jsonl").read_text().splitlines()[-1])
     assert (last["action"], last["decision"], last["reason"], last["status"]) == ("proxy", "deny", "invalid_key", 400)

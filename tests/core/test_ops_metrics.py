@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,10 +10,9 @@ from prometheus_client import CollectorRegistry
 
 from gateway.app.runtime import Runtime
 from gateway.errors import Unavailable
-from gateway.models import RequestContext
+from tests.calls import Caller
 from tests.core.conftest import Clock
 
-CTX = RequestContext("req", ipaddress.ip_address("127.0.0.1"))
 AWS_SOURCES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE",
                "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI")
@@ -68,13 +65,13 @@ def _signed(registry: CollectorRegistry, backend: str) -> float:
 
 def test_signing_errors_are_counted_per_backend(runtime: tuple[Runtime, Path, CollectorRegistry]) -> None:
     rt, _, registry = runtime
-    service = rt.service
+    caller = Caller(rt)
     for dataset in ("s3-no-credentials", "gcs-no-key"):
         with pytest.raises(Unavailable):
-            asyncio.run(service.sign(CTX, dataset, "a.png", action="redirect"))
+            caller.redirect("a.png", dataset)
     with pytest.raises(Unavailable):
-        asyncio.run(service.sign_batch(CTX, "gcs-no-key", ["a.png", "b.png"]))
-    asyncio.run(service.sign(CTX, "local", "a.png", action="redirect"))
+        caller.batch(["a.png", "b.png"], "gcs-no-key")
+    caller.redirect("a.png", "local")
     rt.metrics.tally.flush()
     # One per failed signing call (a batch is one call), by backend kind; a success is not an error.
     assert (_errors(registry, "s3"), _errors(registry, "gcs"), _errors(registry, "local")) == (1, 2, 0)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import ipaddress
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -15,10 +14,8 @@ from prometheus_client import CollectorRegistry
 
 from gateway.app.runtime import Runtime
 from gateway.errors import Forbidden, Unauthenticated
-from gateway.models import RequestContext
+from tests.calls import Caller
 from tests.core.conftest import Clock
-
-CTX = RequestContext("req", ipaddress.ip_address("127.0.0.1"))
 
 
 def policy_text(data: Path, *, networks: str = "[127.0.0.0/8]", rule: str = "loopback") -> str:
@@ -67,7 +64,7 @@ def setup(tmp_path: Path, make_runtime: Callable[..., Runtime], clock: Clock
 
 def allowed(runtime: Runtime) -> bool:
     try:
-        asyncio.run(runtime.service.sign(CTX, "raw", "a.png", action="redirect"))
+        Caller(runtime).redirect("a.png", "raw")
     except (Forbidden, Unauthenticated):
         return False
     return True

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -14,13 +13,12 @@ import pytest
 from gateway.app.runtime import Runtime
 from gateway.backends import FileSource
 from gateway.errors import Forbidden, InvalidKey, PayloadTooLarge, Unauthenticated, UnknownDataset
-from gateway.models import AuthMethod, Principal, RequestContext, SignedUrl
+from gateway.models import SignedUrl
+from tests.calls import Caller
 from tests.core.conftest import PUBLIC_URL, Clock, local_policy
 
-LOOPBACK = RequestContext(request_id="req-1", client_ip=ipaddress.ip_address("127.0.0.1"), user_agent="pytest")
-OUTSIDE = RequestContext(request_id="req-2", client_ip=ipaddress.ip_address("198.51.100.7"))
-EMPLOYEE = RequestContext(request_id="req-3", client_ip=ipaddress.ip_address("198.51.100.8"),
-                          principal=Principal(AuthMethod.OIDC, subject="00u1", issuer="okta"))
+LOOPBACK = "127.0.0.1"
+OUTSIDE = "198.51.100.7"
 
 
 @pytest.fixture
@@ -37,20 +35,22 @@ def local_runtime(make_runtime: Callable[..., Runtime], write_policy: Callable[.
                   tmp_path: Path, clock: Clock) -> Callable[..., Runtime]:
     """Factory: ``local_runtime(url_ttl="120s", min_remaining=0.5, ...)`` with the shared clock."""
 
-    def make(**policy: object) -> Runtime:
+    def make(*, employee: bool = False, **policy: object) -> Runtime:
+        """``employee=True``: every caller without a credential is a signed-in employee (development
+        mode), so that the policy sees a caller with a credential."""
         text = local_policy(data_dir, tmp_path / "audit.jsonl", **policy)  # type: ignore[arg-type]
-        return make_runtime(write_policy(text, name=f"policy-{len(text)}-{id(policy)}.yaml"), clock=clock)
+        extra: dict[str, object] = {"dev_mode": True, "dev_principal": "ml@acme.example"} if employee else {}
+        return make_runtime(write_policy(text, name=f"policy-{len(text)}-{id(policy)}.yaml"), clock=clock, **extra)
 
     return make
 
 
-def sign(runtime: Runtime, key: str, ctx: RequestContext = LOOPBACK) -> SignedUrl:
-    url, _ = asyncio.run(runtime.service.sign(ctx, "local", key, action="redirect"))
-    return url
+def sign(runtime: Runtime, key: str, client_ip: str = LOOPBACK) -> SignedUrl:
+    return Caller(runtime, client_ip=client_ip).redirect(key)
 
 
 def max_age(runtime: Runtime, url: SignedUrl) -> int:
-    return runtime.service.signer.max_age(runtime.holder.current.policy.datasets["local"], url)
+    return runtime.signer.max_age(runtime.holder.current.policy.datasets["local"], url)
 
 
 # -- time buckets -------------------------------------------------------------------------------------
@@ -73,7 +73,7 @@ def test_every_url_keeps_its_minimum_life_through_whole_buckets(
 
     async def scan() -> None:
         while clock.now < start + 3 * ttl:
-            url, answered_max_age = await runtime.service.sign(LOOPBACK, "local", "images/0.png", action="redirect")
+            url, answered_max_age = await Caller(runtime).aredirect("images/0.png")
             remaining = url.expires_at - clock.now
             assert remaining >= ttl * share, (clock.now, url.expires_at)
             assert url.expires_at - url.signed_at <= ttl
@@ -105,7 +105,7 @@ def test_replicas_hand_out_the_same_url_without_sharing_a_cache(
     local_runtime: Callable[..., Runtime], clock: Clock
 ) -> None:
     one, two = local_runtime(), local_runtime()
-    assert one.service.signer.cache is not two.service.signer.cache
+    assert one.signer.cache is not two.signer.cache
     for offset in (0.0, 7.3, 33.3, 95.0, 250.5):
         clock.now = 1_700_000_000.0 + offset
         assert sign(one, "images/0.png") == sign(two, "images/0.png")
@@ -139,10 +139,10 @@ def test_the_signed_key_is_the_authorized_key(
     assert query["exp"] == [str(int(url.expires_at))]
     backend = runtime.holder.current.backends["local"]
     assert isinstance(backend, FileSource)
-    path = backend.resolve(key, exp=query["exp"][0], sig=query["sig"][0], now=clock.now)
-    assert path == (data_dir / key).resolve()
+    assert backend.verify(key, exp=query["exp"][0], sig=query["sig"][0], now=clock.now) == int(url.expires_at)
+    assert backend.path(key) == (data_dir / key).resolve()
     with pytest.raises(Forbidden):
-        backend.resolve(key + ".other", exp=query["exp"][0], sig=query["sig"][0], now=clock.now)
+        backend.verify(key + ".other", exp=query["exp"][0], sig=query["sig"][0], now=clock.now)
 
 
 def test_sign_rejects_bad_keys_and_denies_outsiders(local_runtime: Callable[..., Runtime]) -> None:
@@ -153,19 +153,19 @@ def test_sign_rejects_bad_keys_and_denies_outsiders(local_runtime: Callable[...,
         sign(runtime, "images/0.png", OUTSIDE)
     # A caller with a credential learns that a dataset does not exist.
     with pytest.raises(UnknownDataset):
-        asyncio.run(runtime.service.sign(EMPLOYEE, "nope", "a.png", action="redirect"))
+        Caller(local_runtime(employee=True)).redirect("a.png", "nope")
     # A caller without one hears exactly what it hears for a dataset it may not read: strangers
     # cannot list the datasets by name.
     with pytest.raises(Unauthenticated) as stranger:
-        asyncio.run(runtime.service.sign(OUTSIDE, "nope", "a.png", action="redirect"))
+        Caller(runtime, client_ip=OUTSIDE).redirect("a.png", "nope")
     assert (stranger.value.status, stranger.value.code, stranger.value.detail) == (
         outsider.value.status, outsider.value.code, outsider.value.detail)
 
 
 # -- batches ------------------------------------------------------------------------------------------------
 
-def sign_batch(runtime: Runtime, keys: list[object], ctx: RequestContext = LOOPBACK) -> list:  # type: ignore[type-arg]
-    return asyncio.run(runtime.service.sign_batch(ctx, "local", keys))
+def sign_batch(runtime: Runtime, keys: list[object], client_ip: str = LOOPBACK) -> list:  # type: ignore[type-arg]
+    return Caller(runtime, client_ip=client_ip).batch(keys)
 
 
 def audited(runtime: Runtime, tmp_path: Path) -> list[tuple[str, str, str | None, int]]:
@@ -206,7 +206,7 @@ def test_a_batch_from_outside_is_refused_whole(local_runtime: Callable[..., Runt
         sign_batch(local_runtime(), ["images/0.png", "images/1.png"], OUTSIDE)
     assert info.value.status == 401
     with pytest.raises(Forbidden) as denied:
-        sign_batch(local_runtime(), ["images/0.png", "images/1.png"], EMPLOYEE)
+        sign_batch(local_runtime(employee=True), ["images/0.png", "images/1.png"], OUTSIDE)
     assert denied.value.status == 403
 
 
@@ -225,12 +225,13 @@ def test_a_batch_larger_than_the_rate_limit_is_413_not_a_retry_forever(
 
 
 def test_an_unknown_dataset_is_a_recorded_decision(local_runtime: Callable[..., Runtime], tmp_path: Path) -> None:
-    runtime = local_runtime()
+    runtime, anonymous = local_runtime(employee=True), local_runtime()
     with pytest.raises(UnknownDataset):
-        asyncio.run(runtime.service.sign(EMPLOYEE, "no-such-dataset", "a.png", action="redirect"))
+        Caller(runtime).redirect("a.png", "no-such-dataset")
     with pytest.raises(Unauthenticated):
-        asyncio.run(runtime.service.sign(LOOPBACK, "no-such-dataset", "a.png", action="redirect"))
+        Caller(anonymous).redirect("a.png", "no-such-dataset")
     runtime.audit.close()
+    anonymous.audit.close()
     records = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     # The audit record keeps the real reason, whatever the caller was told.
     assert [(r["dataset"], r["decision"], r["reason"], r["status"]) for r in records] == [
