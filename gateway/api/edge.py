@@ -46,7 +46,7 @@ from gateway.routes import route_of
 from gateway.service import AuditScope, RequestContext, StateHolder
 
 log = logging.getLogger("gateway.http")
-_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _NOSNIFF = (b"x-content-type-options", b"nosniff")
 
 
@@ -79,32 +79,23 @@ class EdgeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = ""
-        origin: bytes | None = None
-        host: bytes | None = None
-        hosts = 0
-        has_body = is_preflight = private_network = False
-        headers: dict[str, str] = {}
-        for raw_name, value in scope["headers"]:
-            name = raw_name.decode("latin-1")
-            text = value.decode("latin-1")
-            # Repeated headers are joined with ", ", as RFC 9110 allows.
-            headers[name] = f"{headers[name]}, {text}" if name in headers else text
-            if raw_name == b"host":
-                hosts += host != value
-                host = value
-            elif raw_name == b"x-request-id" and _REQUEST_ID.fullmatch(value):
-                request_id = text
-            elif raw_name == b"origin":
-                origin = value
-            elif raw_name == b"content-length":
-                has_body = value != b"0"
-            elif raw_name == b"transfer-encoding":
-                has_body = True
-            elif raw_name == b"access-control-request-method":
-                is_preflight = True
-            elif raw_name == b"access-control-request-private-network":
-                private_network = value.lower() == b"true"
+        raw_headers = scope["headers"]
+        headers: dict[str, str] = {name.decode("latin-1"): value.decode("latin-1") for name, value in raw_headers}
+        hosts = 1
+        if len(headers) != len(raw_headers):
+            # A repeated header: joined with ", " as RFC 9110 allows (and two Host headers are refused).
+            headers, hosts = _joined(raw_headers)
+        get = headers.get
+        host_text = get("host")
+        host = host_text.encode("latin-1") if host_text is not None else None
+        request_id = get("x-request-id", "")
+        if request_id and not _REQUEST_ID.fullmatch(request_id):
+            request_id = ""
+        origin_text = get("origin")
+        origin = origin_text.encode("latin-1") if origin_text is not None else None
+        has_body = ("content-length" in headers and headers["content-length"] != "0") or "transfer-encoding" in headers
+        is_preflight = "access-control-request-method" in headers
+        private_network = get("access-control-request-private-network", "").lower() == "true"
         request_id = request_id or f"{self._id_prefix}{next(self._ids) & 0xFFFFFFFF:08x}"
         token = request_id_var.set(request_id)
         started = time.perf_counter()
@@ -113,7 +104,7 @@ class EdgeMiddleware:
         state = self.holder.current if self.holder is not None else None  # the one read of the policy
         extra = [(b"x-request-id", request_id.encode()), _NOSNIFF]
         allowed = False
-        if state is not None:
+        if state is not None and (origin is not None or state.cors_origins or state.browsers):
             cors, allowed = cors_headers(state, origin, route.session)
             extra += cors
         audit: AuditScope | None = None
@@ -125,29 +116,28 @@ class EdgeMiddleware:
 
         async def send_edge(message: Message) -> None:
             nonlocal status, response_started, sent, replaced
-            if replaced:
-                return  # the answer was replaced by a 503: what the route still sends goes nowhere
             if message["type"] == "http.response.start":
+                if replaced:
+                    return  # the answer was replaced by a 503: what the route still sends goes nowhere
                 status = message["status"]
-                if audit is not None and status < 400 and audit.fail_closed and not audit.written:
+                if audit is not None and status < 400 and audit.fail_closed and not audit.written and not replaced:
                     # Fail-closed: no answer leaves before its record is written; else it is a 503.
                     try:
                         await audit.confirm(status, _declared(message) if audit.streams else None)
                     except GatewayError as exc:
                         replaced = True
-                        await error_response(exc, request_id)(scope, receive, send_edge_unchecked)
+                        answer = error_response(exc, request_id)
+                        status, response_started = answer.status_code, True
+                        await send({"type": "http.response.start", "status": status,
+                                    "headers": [*answer.raw_headers, *extra]})
+                        await send({"type": "http.response.body", "body": answer.body})
                         return
                 response_started = True
                 message["headers"] = [*message.get("headers", ()), *extra]
-            elif message["type"] == "http.response.body":
+            else:
+                if replaced:
+                    return
                 sent += len(message.get("body", b""))
-            await send(message)
-
-        async def send_edge_unchecked(message: Message) -> None:
-            nonlocal status, response_started
-            if message["type"] == "http.response.start":
-                status, response_started = message["status"], True
-                message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
         try:
@@ -226,6 +216,20 @@ class EdgeMiddleware:
                 raise RequestTimeout(f"the request body did not arrive within {timeout:g}s") from None
 
         return receive_by_deadline
+
+
+def _joined(raw_headers: Sequence[tuple[bytes, bytes]]) -> tuple[dict[str, str], int]:
+    """Headers with repeated ones joined with ", ", and how many different Host values came."""
+    headers: dict[str, str] = {}
+    hosts: set[bytes] = set()
+    for raw_name, raw_value in raw_headers:
+        name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        if raw_name == b"host":
+            hosts.add(raw_value)
+    if len(hosts) == 1:  # the same Host twice is one Host
+        headers["host"] = next(iter(hosts)).decode("latin-1")
+    return headers, max(1, len(hosts))
 
 
 def _declared(message: Message) -> int | None:

@@ -19,6 +19,7 @@ from gateway.api.context import context_of, split_path
 from gateway.api.errors import json_response
 from gateway.api.files import file_response
 from gateway.api.proxy import serve_object
+from gateway.auth import AuthRequest
 from gateway.errors import CrossSiteRefused, MethodNotAllowed, NotFound, Unauthenticated
 from gateway.models import AuthMethod, SignedUrl
 from gateway.routes import LOCAL, OBJECTS, OBJECTS_MIDDLE
@@ -37,11 +38,11 @@ def url_json(url: SignedUrl) -> dict[str, str]:
     return {"url": url.url, "expires_at": rfc3339(url.expires_at)}
 
 
-def _wants_json(ctx: RequestContext) -> bool:
-    query = ctx.query
+def _wants_json(request: AuthRequest) -> bool:
+    query = request.query
     if "format=json" in query and "format=json" in query.split("&"):
         return True
-    accept = ctx.headers.get("accept", "")
+    accept = request.headers.get("accept", "")
     return "application/json" in accept and "text/html" not in accept
 
 
@@ -95,10 +96,11 @@ class ObjectRoutes:
             raise NotFound("there is no such route")
 
     async def objects(self, ctx: RequestContext, scope: Scope, receive: Receive, send: Send) -> None:
-        dataset, tail = split_path(ctx.request.path, OBJECTS, OBJECTS_MIDDLE)
+        request = ctx.request
+        dataset, tail = split_path(request.path, OBJECTS, OBJECTS_MIDDLE)
         raw_key = tail.encode("latin-1")  # the raw bytes as sent (the path was decoded as latin-1)
-        signature = url_signature(ctx.query, "gateway")
-        as_json = _wants_json(ctx)
+        signature = url_signature(request.query, "gateway")
+        as_json = _wants_json(request)
         try:
             if signature is not None or (dataset in ctx.state.policy.proxied and not as_json):
                 # A gateway URL (its signature is its credential), or delivery: proxy: the object itself.

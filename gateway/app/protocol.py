@@ -86,8 +86,6 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._head_bytes = 0  # bytes read while a request head is unfinished
-        self._head_size = 0  # request line and header bytes of the current head, as parsed
-        self._header_lines = 0
         self._in_head = True
         self.head_deadline = self.loop.time() + LIMITS.head_timeout
         watchdog = _WATCHDOGS.get(self.loop)
@@ -109,28 +107,27 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().on_message_begin()
         if not self._in_head:  # a later request on this connection: its head has a deadline too
             self._in_head = True
-            self._head_bytes = self._head_size = self._header_lines = 0
+            self._head_bytes = 0
             self.head_deadline = self.loop.time() + LIMITS.head_timeout
 
-    def on_url(self, url: bytes) -> None:
-        self._head_size += len(url)
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_size += len(name) + len(value) + 4
-        self._header_lines += 1
-        super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
+        # The head is counted here, once, rather than per header line: uvicorn's own on_url and
+        # on_header have collected it (a Python call per header line less on every request).
         self._in_head = False
         self.head_deadline = None
-        if self._header_lines > LIMITS.max_headers:
+        if len(self.headers) > LIMITS.max_headers:
             self.refuse(431, "headers_too_many", f"the request has more than {LIMITS.max_headers} header lines")
             return
-        if self._head_size > LIMITS.max_head_bytes:
+        # Bytes received while the head was unfinished bound the head's size: only when they pass
+        # the limit is the head itself measured (the read may also hold the body or a next request).
+        if self._head_bytes > LIMITS.max_head_bytes and self._head_size() > LIMITS.max_head_bytes:
             self.refuse(431, "headers_too_large", f"the request head is larger than {LIMITS.max_head_bytes} bytes")
             return
         super().on_headers_complete()
+
+    def _head_size(self) -> int:
+        """The request line's target and the header lines, as parsed."""
+        return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
     def send_400_response(self, msg: str) -> None:
         # The parser refused the request (a malformed line, a lowercase method, Content-Length

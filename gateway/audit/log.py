@@ -60,10 +60,14 @@ class AuditLog:
         self._thread.start()
 
     def emit(self, record: AuditRecord) -> None:
+        self.emit_encoded(encode_record(record))
+
+    def emit_encoded(self, line: bytes) -> None:
+        """A record already encoded (gateway.audit.chain.encode_fields); never blocks."""
         if len(self._pending) >= self.max_queue:
             self._on_drop()
             return
-        self._pending.append((encode_record(record), None))
+        self._pending.append((line, None))
 
     async def emit_confirmed(self, record: AuditRecord) -> None:
         if len(self._pending) >= self.max_queue:

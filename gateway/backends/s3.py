@@ -92,6 +92,9 @@ class S3Backend:
         self._lock = threading.Lock()
         self._resolved_at = clock()
         self._credentials: BotoCredentials | None = self._session.get_credentials()
+        # The last frozen credentials, reused while they cannot have changed: static ones for ever,
+        # refreshable ones until botocore says a refresh is needed.
+        self._snapshot: tuple[RefreshableCredentials | None, float | None, Credentials] | None = None
         self.bound: BoundSessions | None = None
         policy = config.session_policy()
         if config.network_binding is not None and policy is not None:
@@ -110,8 +113,14 @@ class S3Backend:
         network-bound STS session when it has one, else boto3's chain. Raises Unavailable."""
         if self.bound is not None:
             return await self.bound.current()
+        snapshot = self._snapshot
+        if snapshot is not None and (snapshot[0] is None or not snapshot[0].refresh_needed()):
+            return snapshot[1], snapshot[2]  # unchanged since the last freeze: no botocore call per URL
         credentials, frozen = await self._frozen()
-        return _expiry(credentials), frozen
+        expiry = _expiry(credentials)
+        refreshable = credentials if isinstance(credentials, RefreshableCredentials) else None
+        self._snapshot = (refreshable, expiry, frozen)
+        return expiry, frozen
 
     async def _frozen(self) -> tuple[BotoCredentials, Credentials]:
         credentials = self._credentials

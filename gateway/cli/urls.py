@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import os
 import sys
@@ -11,6 +12,7 @@ from typing import IO, Any
 
 import orjson
 
+from gateway.cli.common import EPILOG, config_path
 from gateway.config import Dataset, GcsBackend, LocalBackend, S3Backend
 from gateway.errors import ConfigError, InvalidKey
 from gateway.keys import MAX_KEY_BYTES, validate_key
@@ -105,3 +107,22 @@ def run(*, config: Path, dataset: str, base_url: str, listing: bool, fmt: str) -
     written, skipped = write_urls(keys, base_url=base_url, dataset=dataset, fmt=fmt, out=sys.stdout,
                                   progress=sys.stderr.isatty(), max_key_bytes=MAX_KEY_BYTES - len(prefix.encode()))
     return 0 if not skipped else 1
+
+
+def cmd_urls(args: argparse.Namespace) -> int:
+    return run(config=config_path(args), dataset=args.dataset, base_url=args.base_url,
+                        listing=args.list, fmt=args.format)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    urls = sub.add_parser("urls", help="turn object keys into gateway URLs for the vendor", description=(
+        "Print the gateway URL of each object key: keys come from stdin (one per line) or, with --list, "
+        "from listing the dataset's bucket prefix or folder (with the pod's or your credentials). Hand "
+        "these URLs to the vendor instead of bucket URLs. Keys the gateway would refuse are skipped and "
+        "reported on stderr (exit 1)."), epilog=EPILOG)
+    urls.add_argument("dataset")
+    urls.add_argument("--base-url", required=True, help="the gateway's public URL, e.g. https://gw.acme.example")
+    urls.add_argument("--config", type=Path, help="policy file (GATEWAY_CONFIG)")
+    urls.add_argument("--list", action="store_true", help="list the dataset's objects instead of reading stdin")
+    urls.add_argument("--format", choices=["lines", "csv", "json"], default="lines")
+    urls.set_defaults(func=cmd_urls)

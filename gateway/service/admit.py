@@ -73,7 +73,15 @@ class Gate:
         audit.dataset = dataset[:64]
         if signature is not None:
             return await self._admit_signed(ctx, dataset, raw_key, signature, cost)
-        identity = await self.authenticate(ctx)
+        # authenticate() inlined: the request path's common case pays one coroutine less.
+        try:
+            identity = await ctx.state.auth.authenticate(ctx.request)
+        except Unauthenticated as exc:
+            self.metrics.auth_failures.labels(exc.scheme.lower(), exc.reason).inc()
+            self._refuse(ctx, exc, DenyReason.UNAUTHENTICATED)
+        except CrossSiteRefused as exc:  # a browser session sent by a page that is not an embedder
+            self.metrics.auth_failures.labels("session", exc.reason).inc()
+            self._refuse(ctx, exc, DenyReason.CROSS_SITE)
         return await self.admit_principal(ctx, dataset, raw_key, identity, cost=cost)
 
     async def admit_principal(self, ctx: RequestContext, dataset: str, raw_key: str | bytes | None,
@@ -81,29 +89,32 @@ class Gate:
         """The steps after authentication, for a known identity (``gateway test-policy`` evaluates
         cases through here, offline, exactly as the server decides)."""
         principal = identity.principal
-        ctx.audit.principal = principal
+        audit = ctx.audit
+        audit.principal = principal
         ds = ctx.state.policy.datasets.get(dataset)
-        sign_in = bool(ctx.state.browsers)
         if ds is None:
-            self._refuse(ctx, stranger_refusal(principal, known=False, sign_in=sign_in), DenyReason.UNKNOWN_DATASET)
+            refused = stranger_refusal(principal, known=False, sign_in=bool(ctx.state.browsers))
+            self._refuse(ctx, refused, DenyReason.UNKNOWN_DATASET)
         # Rules do not depend on the key: who may read this dataset at all, from this address?
-        rule = ds.matching_rule(principal, ctx.client_ip) if ds.rules else None
+        client_ip = ctx.request.client_ip
+        rule = ds.matching_rule(principal, client_ip) if ds.rules else None
         if rule is None:
             reason = DenyReason.NO_RULE_MATCHED if ds.rules else DenyReason.NO_RULES
-            self._refuse(ctx, stranger_refusal(principal, known=True, sign_in=sign_in), reason)
-        await self._rate_limit(ctx, ds, ctx.client_ip, principal, cost)
+            self._refuse(ctx, stranger_refusal(principal, known=True, sign_in=bool(ctx.state.browsers)), reason)
+        if ds.config.rate_limit is not None:
+            await self._rate_limit(ctx, ds, client_ip, principal, cost)
         if raw_key is None:  # a batch: each key is checked (and counted) by keys()
-            ctx.audit.decision = rule.allow
+            audit.decision = rule.allow
             return Admitted(ds, None, principal, rule.allow, identity.renewal)
         try:
             key = canonical_key(raw_key, ds.max_key_bytes)
         except InvalidKey as exc:
             self._refuse(ctx, exc, DenyReason.INVALID_KEY)
-        ctx.audit.key = key
+        audit.key = key
         if not ds.key_pattern.match(key):
             refused = Forbidden(deny_detail(rule.key_denied), reason=DenyReason.KEY_NOT_ALLOWED)
             self._refuse(ctx, refused, DenyReason.KEY_NOT_ALLOWED, rule.rule.name)
-        ctx.audit.decision = rule.allow
+        audit.decision = rule.allow
         self._tally.inc(self._allowed)
         return Admitted(ds, key, principal, rule.allow, identity.renewal)
 
@@ -180,7 +191,8 @@ class Gate:
             if exc.reason == DenyReason.EXPIRED:
                 self._refuse(ctx, expired_refusal(), DenyReason.EXPIRED)
             self._refuse(ctx, url_refusal(), DenyReason.BAD_SIGNATURE)
-        await self._rate_limit(ctx, ds, ctx.client_ip, ANONYMOUS, cost)
+        if ds.config.rate_limit is not None:
+            await self._rate_limit(ctx, ds, ctx.request.client_ip, ANONYMOUS, cost)
         ctx.audit.decision = _SIGNED_URL
         self._tally.inc(self._allowed)
         return Admitted(ds, key, ANONYMOUS, _SIGNED_URL, None, expires)
@@ -189,8 +201,8 @@ class Gate:
         if signature.kind == "gateway":
             if not ds.proxy or self.gateway_urls is None:  # only proxy datasets hand out gateway URLs
                 raise Forbidden("not a gateway URL dataset", reason=DenyReason.BAD_SIGNATURE)
-            return self.gateway_urls.verify(ds.name, key, ctx.client_text, exp=signature.exp, sig=signature.sig,
-                                            now=now)
+            return self.gateway_urls.verify(ds.name, key, ctx.request.client_text, exp=signature.exp,
+                                            sig=signature.sig, now=now)
         backend = ctx.state.backends.get(ds.name)
         if not isinstance(backend, FileSource):
             raise Forbidden("not a local-disk dataset", reason=DenyReason.BAD_SIGNATURE)
@@ -198,8 +210,6 @@ class Gate:
 
     async def _rate_limit(self, ctx: RequestContext, ds: CompiledDataset, client_ip: IPAddress,
                           principal: Principal, cost: int) -> None:
-        if ds.config.rate_limit is None:
-            return
         limited = await self.limits.spend(ds, client_ip, principal, cost)
         if limited is not None:
             self._refuse(ctx, limited, DenyReason.RATE_LIMITED)

@@ -48,7 +48,7 @@ class Redirects:
         if ds.proxy:
             url = self._gateway_urls(ctx, ds, [key])[0]
         else:
-            cached = self.signer.cached(ctx.state, ds, key)
+            cached = self.signer.cached(ctx.state, ds, key)  # no coroutine on a hit
             if cached is not None:
                 url = cached
                 ctx.audit.cache = "hit"
@@ -95,5 +95,5 @@ class Redirects:
         """A proxy dataset's URLs: the gateway's own, bound to this client's address (an HMAC each:
         nothing worth caching)."""
         signed_at = int(self.clock() // ds.bucket * ds.bucket)
-        return require_gateway_urls(self.gateway_urls).sign(ds.name, keys, ctx.client_text, signed_at=signed_at,
-                                                            expires_in=ds.ttl)
+        return require_gateway_urls(self.gateway_urls).sign(ds.name, keys, ctx.request.client_text,
+                                                            signed_at=signed_at, expires_in=ds.ttl)

@@ -65,7 +65,7 @@ class UrlSigner:
         if backend.shared_cache:
             (url,), _ = await self.many(state, ds, [key], memory_checked=True)
             return url
-        now, ttl, signed_at, min_life, prefix = self._bucket(state, ds)
+        _, ttl, signed_at, _, prefix = self._bucket(state, ds)
         self._tally.inc(self._memory_miss)
         (url,) = await self._backend_sign(backend, [key], signed_at, ttl)
         self.cache.put(prefix + key, url)
