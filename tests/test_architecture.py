@@ -311,7 +311,7 @@ def test_layer_rules(module: str, target: str, allowed: bool) -> None:
 
 ADMIT = "gateway.service.admit"
 # The offline `gateway explain` prints a decision and what each rule lacked; it answers no request.
-DECIDERS_OUTSIDE_ADMIT = {"gateway.cli"}
+DECIDERS_OUTSIDE_ADMIT = {"gateway.cli.explain"}
 DECIDING_CALLS = ("decide", "matching_rule")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from gateway.cli.common import Subparsers
 from gateway.errors import ConfigError
 
 
@@ -23,7 +24,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 1
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subparsers) -> None:
     audit = sub.add_parser("audit", help="audit log tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
     verify = audit_sub.add_parser("verify", help="check an audit file's hash chains", description=(

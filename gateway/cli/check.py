@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gateway.cli.common import EPILOG, config_path
+from gateway.cli.common import EPILOG, Subparsers, config_path
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -20,7 +20,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subparsers) -> None:
     check = sub.add_parser("check-config", help="validate a policy file offline", description=(
         "Validate a policy file. Exits 0 when it is valid; otherwise exits 1 and lists every problem "
         "with its location."), epilog=EPILOG)

@@ -5,11 +5,19 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from gateway.errors import ConfigError
 from gateway.settings import Settings
+
+
+class Subparsers(Protocol):
+    """What a command's ``register`` is handed: ``parser.add_subparsers()``'s result."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
+
 
 EPILOG = "Every option can also be set in the environment: GATEWAY_CONFIG, GATEWAY_HOST, GATEWAY_PORT, ..."
 

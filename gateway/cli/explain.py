@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gateway.cli.common import EPILOG, config_path
+from gateway.cli.common import EPILOG, Subparsers, config_path
 from gateway.config import Dataset, PolicyFile
 from gateway.errors import ConfigError
 from gateway.models import Principal
@@ -83,7 +83,7 @@ def _delivery_line(dataset: Dataset) -> str:
     return "redirect (a presigned URL; any network rule is checked at the gateway only)"
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subparsers) -> None:
     explain = sub.add_parser("explain", help="show the policy's decision for a hypothetical request",
                              description=(
         "Evaluate the policy offline, with the same engine as the server, and print the decision, the rule "

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from gateway.cli.common import EPILOG, settings_from
+from gateway.cli.common import EPILOG, Subparsers, settings_from
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -30,7 +30,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subparsers) -> None:
     serve = sub.add_parser("serve", help="run the gateway", epilog=EPILOG, description=(
         "Run the gateway. Without --config it serves --local-dir as dataset 'local' to anonymous "
         "clients on loopback only, with the in-process cache and the audit log on stdout."))

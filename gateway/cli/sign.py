@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from gateway.cli.common import Subparsers
 from gateway.errors import ConfigError
 
 
@@ -29,7 +30,7 @@ def cmd_sign_request(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subparsers) -> None:
     signer = sub.add_parser("sign-request", help="print vendor HMAC headers for a request", description=(
         "Sign METHOD URL and its body (signature version 2, see docs/vendor-auth.md) with a vendor key and "
         "print the headers as 'Name: value' lines, e.g. for curl -H. The secret is read from the environment "

@@ -12,7 +12,7 @@ from typing import IO, Any
 
 import orjson
 
-from gateway.cli.common import EPILOG, config_path
+from gateway.cli.common import EPILOG, Subparsers, config_path
 from gateway.config import Dataset, GcsBackend, LocalBackend, S3Backend
 from gateway.errors import ConfigError, InvalidKey
 from gateway.keys import MAX_KEY_BYTES, validate_key
@@ -114,7 +114,7 @@ def cmd_urls(args: argparse.Namespace) -> int:
                         listing=args.list, fmt=args.format)
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subparsers) -> None:
     urls = sub.add_parser("urls", help="turn object keys into gateway URLs for the vendor", description=(
         "Print the gateway URL of each object key: keys come from stdin (one per line) or, with --list, "
         "from listing the dataset's bucket prefix or folder (with the pod's or your credentials). Hand "
