@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -79,3 +80,36 @@ class ObjectSource(Protocol):
     async def fetch(self, key: str, request: FetchRequest) -> Fetched:
         """``key`` is relative to the dataset (the source joins its prefix)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """One object of a listing: its key relative to the dataset, and what the storage says of it."""
+
+    key: str
+    size: int | None = None
+    etag: str | None = None
+    content_type: str | None = None  # None where the listing does not tell it (S3, Azure): from the key's suffix
+    modified: float | None = None  # Unix seconds
+
+
+@dataclass(frozen=True, slots=True)
+class ListPage:
+    """At most ``limit`` objects in key order, and the storage's own continuation (None: the end)."""
+
+    objects: list[Listed]
+    next_token: str | None = None
+
+
+@runtime_checkable
+class Lister(Protocol):
+    """Lists a dataset's objects under a prefix, one bounded page at a time, whatever the bucket's size.
+
+    ``prefix`` is relative to the dataset (the backend joins its own prefix, and lists nothing outside
+    it); ``start`` is a previous page's ``next_token`` as the storage gave it (the caller makes it
+    opaque and tamper-proof); ``limit`` bounds the page (at most 1000). Folder markers (keys ending in
+    ``/``) are not objects. Failures are the gateway's errors (``Unavailable``, ``BadGateway``), with
+    nothing of the storage in their detail.
+    """
+
+    async def list_page(self, prefix: str, start: str | None, limit: int) -> ListPage: ...
