@@ -7,7 +7,7 @@ export UV_PYTHON_DOWNLOADS = never
 UV := scripts/uv
 BIN := .venv/bin
 
-.PHONY: run test test-latest lock upgrade sbom image sync lint bench bench-quick clean monitoring
+.PHONY: run test test-latest lock upgrade sbom image sync lint bench bench-quick browser-matrix clean monitoring
 
 ## sync: make .venv exactly what uv.lock pins (the runtime and the dev group)
 sync:
@@ -57,9 +57,14 @@ lint: sync
 clean:
 	rm -rf .venv .cache .mypy_cache .ruff_cache .pytest_cache node_modules dist
 
-## bench: the full benchmark (about 14 minutes); writes bench/results/latest.{json,md}
+## bench: the full benchmark (about 14 minutes); writes bench/results/latest.{json,md} and the docs' figures
 bench: sync
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.docs
+
+## browser-matrix: every loader in Chromium, Firefox and WebKitGTK (about 1 min); rewrites docs/browsers.md
+browser-matrix: sync
+	scripts/browser-matrix
 
 ## bench-quick: the regression guard (about 30 s), also run by the test suite
 bench-quick: sync

@@ -35,6 +35,9 @@ S3_ENDPOINT = "http://127.0.0.1:9/"  # nothing listens there; presigning is loca
 S3_BUCKET = "acme-bench"
 S3_PREFIX = "datasets/driving/"
 S3_DATASET = "driving"
+AUTO_DATASET = "driving-auto"  # the same objects, delivery: auto
+# What a browser's <img> sends: delivery: auto redirects it, exactly as redirect delivery does.
+IMG_FETCH_METADATA = {"Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "image", "Sec-Fetch-Site": "cross-site"}
 GCS_DATASET = "scans"
 HOT_KEYS = [f"images/2024/cam_front/frame_{i:06d}.jpg" for i in range(200)]
 
@@ -186,6 +189,15 @@ def policy_yaml(*, issuer: str, audit_path: Path, gcs_credentials: Path | None) 
                 {"name": "ml-team-in-office", "groups": ["data-eng", GROUP], "issuers": ["okta"],
                  "networks": ["10.0.0.0/8", "192.168.0.0/16", "127.0.0.0/8"]},
             ],
+        },
+        AUTO_DATASET: {  # the same bucket with delivery: auto (the auto-img row)
+            "delivery": "auto",
+            "backend": {"kind": "s3", "bucket": S3_BUCKET, "prefix": S3_PREFIX, "region": "us-west-2",
+                        "endpoint_url": S3_ENDPOINT, "addressing_style": "path"},
+            "url_ttl": "300s",
+            "allow_keys": ["images/**", "pointclouds/**"],
+            "rules": [{"name": "ml-team-in-office", "groups": ["data-eng", GROUP], "issuers": ["okta"],
+                       "networks": ["10.0.0.0/8", "192.168.0.0/16", "127.0.0.0/8"]}],
         },
         "medical": {  # a second dataset the requests never touch, as in a real policy
             "backend": {"kind": "s3", "bucket": "acme-med", "prefix": "scans/", "region": "us-west-2",

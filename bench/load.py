@@ -74,16 +74,18 @@ end
 
 
 def user_pairs_script(tokens: Sequence[str], prefix: str, suffix: str, keys: int, *, threads: int,
-                      start: int = 0) -> str:
+                      start: int = 0, headers: dict[str, str] | None = None) -> str:
     """Many employees, each with their own token, asking for keys nobody asked for just before.
 
     Request ``p`` (thread ``t`` takes ``p = start + t, start + t + threads, ...``) is made by user
     ``u = p % users`` for key ``(p // users + u * spread) % keys``: no (user, key) pair repeats
     within ``users * keys`` requests, and at any moment the users are spread over the key space
     (user ``u`` reads around key ``u * spread``), so a key comes back only after ``spread * users``
-    requests, asked by another user. Keys are ``{prefix}{k:06d}{suffix}``.
+    requests, asked by another user. Keys are ``{prefix}{k:06d}{suffix}``. ``headers`` go on every
+    request (what a browser adds, such as ``Sec-Fetch-Mode``).
     """
     spread = max(1, keys // max(1, len(tokens)))
+    extra = "".join(f", [{_lua_string(k)}] = {_lua_string(v)}" for k, v in (headers or {}).items())
     return "\n".join([
         "local tokens = {" + ",".join(_lua_string("Bearer " + t) for t in tokens) + "}",
         f"""
@@ -98,7 +100,7 @@ request = function()
   local u = p % nusers
   local k = (math.floor(p / nusers) + u * spread) % nkeys
   p = p + {threads}
-  return wrk.format("GET", string.format("%s%06d%s", prefix, k, suffix), {{["Authorization"] = tokens[u + 1]}})
+  return wrk.format("GET", string.format("%s%06d%s", prefix, k, suffix), {{["Authorization"] = tokens[u + 1]{extra}}})
 end
 """]) + DONE
 

@@ -36,13 +36,15 @@ def cold_scripts(run: Run, name: str, dataset: str, prefix: str, suffix: str, to
     return script(""), script("-warmup")
 
 
-def users_scripts(run: Run, tokens: list[str]) -> tuple[Path, Path]:
+def users_scripts(run: Run, tokens: list[str], *, name: str = "users", dataset: str = fx.S3_DATASET,
+                  headers: dict[str, str] | None = None) -> tuple[Path, Path]:
     """The ``users`` load and its warm-up, which walks a disjoint part of the (user, key) space."""
-    prefix = fx.objects_path(fx.S3_DATASET, USER_KEY_PREFIX)
+    prefix = fx.objects_path(dataset, USER_KEY_PREFIX)
 
     def script(tag: str, start: int) -> Path:
-        text = user_pairs_script(tokens, prefix, ".jpg", run.o.user_keys, threads=run.o.threads, start=start)
-        return run.script(f"users{tag}", text)
+        text = user_pairs_script(tokens, prefix, ".jpg", run.o.user_keys, threads=run.o.threads, start=start,
+                                 headers=headers)
+        return run.script(f"{name}{tag}", text)
 
     return script("", 0), script("-warmup", len(tokens) * run.o.user_keys // 2)
 
@@ -54,6 +56,9 @@ def gateway(run: Run, policy: Path, audit: Path, redis_url: str, identity: fx.Id
     run.log(f"users: signing {run.o.users:,} employees' tokens")
     tokens = fx.user_tokens(identity, issuer, run.o.users if run.wants("users") else 2)
     users, users_warm = users_scripts(run, tokens)
+    # The users load as browsers' <img> tags send it to a delivery: auto dataset: still redirects.
+    auto_img, auto_img_warm = users_scripts(run, tokens, name="auto-img", dataset=fx.AUTO_DATASET,
+                                            headers=fx.IMG_FETCH_METADATA)
     with running(run.gateway_server("gateway", policy, redis_url)) as server:
         first = fx.HOT_KEYS[0]
         expect_redirect(server.port, fx.objects_path(fx.S3_DATASET, first), auth,
@@ -63,6 +68,9 @@ def gateway(run: Run, policy: Path, audit: Path, redis_url: str, identity: fx.Id
         user_key = f"{USER_KEY_PREFIX}000000.jpg"
         expect_redirect(server.port, fx.objects_path(fx.S3_DATASET, user_key), {"Authorization": f"Bearer {tokens[0]}"},
                         f"{fx.S3_BUCKET}/{fx.S3_PREFIX}{user_key}?X-Amz-Algorithm=")
+        expect_redirect(server.port, fx.objects_path(fx.AUTO_DATASET, user_key),
+                        {"Authorization": f"Bearer {tokens[0]}", **fx.IMG_FETCH_METADATA},
+                        f"{fx.S3_BUCKET}/{fx.S3_PREFIX}{user_key}?X-Amz-Algorithm=")
         outsider = identity.token(issuer, groups=["everyone"], subject="00u0outsider")
         expect_status(server.port, fx.objects_path(fx.S3_DATASET, user_key), {"Authorization": f"Bearer {outsider}"},
                       403)
@@ -71,6 +79,7 @@ def gateway(run: Run, policy: Path, audit: Path, redis_url: str, identity: fx.Id
             ("hot", "gateway (S3, one Okta JWT, 200 keys)", hot, None),
             ("users", f"gateway ({run.o.users:,} users' JWTs, {run.o.user_keys:,} keys)", users, users_warm),
             ("cold", "gateway (S3, a new key every request)", cold, cold_warm),
+            ("auto-img", "gateway, delivery: auto, <img> requests (users load)", auto_img, auto_img_warm),
         ):
             if not run.wants(name):
                 continue

@@ -32,7 +32,15 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(body).decode()
 
 
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR,
+          "critical": logging.CRITICAL}
+
+
 def configure(level: str = "info", fmt: str = "json") -> None:
+    """Logs on stderr. The settings have checked ``level`` already; a caller that did not gets the
+    variable and the allowed values, not ``logging``'s "Unknown level"."""
+    if level.lower() not in LEVELS:
+        raise ValueError(f"GATEWAY_LOG_LEVEL must be one of {', '.join(LEVELS)}")
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
@@ -40,7 +48,7 @@ def configure(level: str = "info", fmt: str = "json") -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(LEVELS[level.lower()])
     # uvicorn's access log would print query strings (local-disk signatures): keep it off.
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("uvicorn.access").propagate = False

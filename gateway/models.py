@@ -15,6 +15,7 @@ class AuthMethod(StrEnum):
     VENDOR_HMAC = "vendor_hmac"
     OIDC = "oidc"
     BROWSER_SESSION = "browser_session"  # signed in at /v1/auth/login; the issuer is the OIDC issuer's name
+    CAPABILITY = "capability"  # a browser session's delegate, handed to an embedder's page (/v1/auth/connect)
     DEVELOPMENT = "development"
 
 
@@ -53,6 +54,7 @@ class DenyReason(StrEnum):
     BAD_REQUEST = "bad_request"  # a request the gateway could not read (a batch body, say)
     CROSS_SITE = "cross_site"  # a browser session used by a page that is not an embedder
     CLIENT_CLOSED = "client_closed"  # the client left before its request arrived
+    OUT_OF_SCOPE = "out_of_scope"  # a capability used beyond the datasets and prefixes it was handed out for
     ERROR = "error"  # the gateway failed before it could decide (a 5xx)
 
 

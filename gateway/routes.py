@@ -14,12 +14,17 @@ from urllib.parse import quote
 OBJECTS = "/v1/datasets/"  # {dataset}/objects/{key}: redirect, JSON or proxied bytes
 OBJECTS_MIDDLE = "objects/"  # between the dataset and the key
 LOCAL = "/v1/local/"  # {dataset}/{key}?exp=&sig=: a local-disk object's bytes
+CAPABILITY = "/v1/c/"  # {capability}/datasets/{dataset}/objects/{key}: an object read with a capability
+RENEW = "renew"  # POST /v1/c/{capability}/renew: a fresh capability for a live one
+INDEX = "index"  # GET /v1/datasets/{dataset}/index?prefix=&cursor=&limit=: a page of a dataset's objects
+SDK = "/v1/sdk/gateway.js"  # the browser module vendors' pages import
 SIGN = "/v1/sign"  # POST: a batch of keys
 AUTH = "/v1/auth/"  # browser sign-in: the page itself is AUTH
 LOGIN = AUTH + "login"
 CALLBACK = AUTH + "callback"
 LOGOUT = AUTH + "logout"
 SESSION = AUTH + "session"
+CONNECT = AUTH + "connect"  # the popup page that hands an embedder's page a capability
 HEALTHZ = "/healthz"
 READYZ = "/readyz"
 METRICS = "/metrics"
@@ -43,15 +48,20 @@ class Route:
     session: bool = False
     exempt: bool = False
     exact: bool = False
+    cookieless: bool = False
+    public: bool = False  # the same public file for every page: CORS "*" set by the route, none added
 
 
 ROUTES: tuple[Route, ...] = (
     Route(OBJECTS, "objects", audited=True, action="redirect", session=True),
-    Route(LOCAL, "local", audited=True, action="fetch"),
+    Route(CAPABILITY, "capability", audited=True, action="redirect", cookieless=True),
+    Route(LOCAL, "local", audited=True, action="fetch", cookieless=True),
     Route(SIGN, "sign", audited=True, action="sign_batch", exact=True),
     Route(CALLBACK, "auth", audited=True, action="sign_in", session=True, exact=True),
     Route(LOGOUT, "auth", audited=True, action="sign_out", session=True, exact=True),
+    Route(CONNECT, "auth", audited=True, action="connect", session=True, exact=True),
     Route(AUTH, "auth", session=True),
+    Route(SDK, "sdk", exact=True, public=True),
     Route(HEALTHZ, "healthz", exempt=True, exact=True),
     Route(READYZ, "readyz", exempt=True, exact=True),
     Route(METRICS, "metrics", exempt=True, exact=True),
@@ -71,6 +81,12 @@ def route_of(path: str) -> Route:
 def object_path(dataset: str, key: str) -> str:
     """``/v1/datasets/{dataset}/objects/{key}``, the key percent-encoded with its slashes kept."""
     return f"{OBJECTS}{quote(dataset, safe='')}/{OBJECTS_MIDDLE}{quote(key, safe='/')}"
+
+
+def capability_path(capability: str, dataset: str, key: str) -> str:
+    """``/v1/c/{capability}/datasets/{dataset}/objects/{key}``: relative URLs resolved against it
+    (a .gltf's .bin) keep the capability, which a query-string credential would lose."""
+    return f"{CAPABILITY}{capability}{object_path(dataset, key)[len('/v1'):]}"
 
 
 def local_prefix(dataset: str) -> str:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 import ipaddress
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -42,13 +44,24 @@ def _split_csv(value: object) -> object:
     return value
 
 
-
 def is_loopback_host(host: str) -> bool:
     """An IP literal on loopback, or ``localhost`` (the only name that resolves there by definition)."""
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return host.lower() == "localhost"
+
+
+def is_any_address(host: str) -> bool:
+    """``0.0.0.0``, ``::`` (or an empty host): the socket listens on every interface, loopback included."""
+    try:
+        return not host or ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False
+
+
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
 
 class Settings(BaseSettings):
     """Every field is also an environment variable: ``config`` is ``GATEWAY_CONFIG`` and so on."""
@@ -65,8 +78,8 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     trusted_proxies: Annotated[list[Network], NoDecode] = Field(default_factory=list)
     reload_interval: float = Field(2.0, gt=0, description="Seconds between policy file checks.")
-    log_level: str = "info"
-    log_format: str = Field("json", pattern="^(json|text)$")
+    log_level: LogLevel = "info"
+    log_format: Literal["json", "text"] = "json"
     redis_url: str | None = Field(None, description="redis://, rediss://, redis+sentinel://, redis+cluster://, "
                                   "rediss+cluster:// (docs/redis.md)")
     redis_prefix: str = Field("gw:", description="Prefix of every key the gateway writes to Redis.")
@@ -120,6 +133,11 @@ class Settings(BaseSettings):
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
 
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("signing_key")
     @classmethod
     def _key_length(cls, value: str | None) -> str | None:
@@ -148,3 +166,37 @@ class Settings(BaseSettings):
             return self.public_url.rstrip("/")
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{'https' if self.tls_cert else 'http'}://{host}:{self.port}"
+
+
+def variable(field: str) -> str:
+    """The environment variable of a settings field: ``log_level`` is ``GATEWAY_LOG_LEVEL``."""
+    return f"GATEWAY_{field.upper()}"
+
+
+def describe_errors(exc: ValidationError, options: Mapping[str, str] | None = None) -> list[str]:
+    """One line per bad setting, naming the variable (or the command-line option it came from) and
+    what it accepts. The value itself is never quoted: it may be a key (hide_input_in_errors)."""
+    by_name: dict[str, list[str]] = {}
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        name = (options or {}).get(field) or (variable(field) if field else "settings")
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "literal_error":
+            message = f"must be one of {error.get('ctx', {}).get('expected', '')}"
+        if message not in by_name.setdefault(name, []):
+            by_name[name].append(message)  # a union (IPv4 or IPv6 network) fails once per branch
+    return [f"{name}: {' or '.join(messages)}" for name, messages in by_name.items()]
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each ``GATEWAY_*`` variable that is no setting (a typo is otherwise silently
+    ignored, and the default it meant to change stays in force), naming the closest real one."""
+    known = sorted(variable(name) for name in Settings.model_fields)
+    warnings = []
+    for name in sorted(environ):
+        if not name.startswith("GATEWAY_") or name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        hint = f"did you mean {close[0]}?" if close else "see the README's Process settings"
+        warnings.append(f"{name} is not a setting and is ignored ({hint})")
+    return warnings

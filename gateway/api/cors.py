@@ -13,6 +13,7 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from gateway.api.errors import error_body, json_response
+from gateway.routes import Route
 from gateway.service import State
 
 ALLOW_METHODS = "GET, HEAD, POST, OPTIONS"
@@ -25,15 +26,22 @@ EXPOSE_HEADERS = b"x-request-id, content-range, content-length, etag, last-modif
 VARY_ORIGIN = (b"vary", b"Origin")
 
 
-def cors_headers(state: State, origin: bytes | None, session_route: bool) -> tuple[list[tuple[bytes, bytes]], bool]:
+def cors_headers(state: State, origin: bytes | None, route: Route) -> tuple[list[tuple[bytes, bytes]], bool]:
     """The CORS (and Vary) headers every answer to this request carries, and whether the origin is
     allowed at all."""
+    if route.public:  # public code (the browser module): any page may import it, without credentials
+        return [], True
     embedders = state.embedders if state.browsers else None
     extra: list[tuple[bytes, bytes]] = []
     credentialed = False
-    if embedders is not None and session_route:
+    text = origin.decode("latin-1") if origin is not None else None
+    if embedders is not None and route.session:
         extra.append((b"vary", b"Cookie"))
-        credentialed = origin is not None and origin.decode("latin-1") in embedders
+        credentialed = text is not None and text in embedders
+    elif route.cookieless and text is not None:
+        # The answer is the same with or without cookies (a signed URL, a capability): a page's
+        # fetch(..., {credentials: "include"}) or <img crossorigin=use-credentials> may read it.
+        credentialed = (embedders is not None and text in embedders) or _allowed(state, origin or b"")
     allowed = origin is not None and (credentialed or _allowed(state, origin))
     if allowed and origin is not None:
         extra += [(b"access-control-allow-origin", origin), (b"access-control-expose-headers", EXPOSE_HEADERS),

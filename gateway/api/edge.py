@@ -105,7 +105,7 @@ class EdgeMiddleware:
         extra = [(b"x-request-id", request_id.encode()), _NOSNIFF]
         allowed = False
         if state is not None and (origin is not None or state.cors_origins or state.browsers):
-            cors, allowed = cors_headers(state, origin, route.session)
+            cors, allowed = cors_headers(state, origin, route)
             extra += cors
         audit: AuditScope | None = None
         status = 500

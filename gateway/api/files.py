@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import mimetypes
 import os
 import re
 from collections.abc import AsyncIterator, Mapping
@@ -16,33 +15,10 @@ import anyio.to_thread
 from starlette.responses import Response, StreamingResponse
 
 from gateway.errors import NotFound, RangeNotSatisfiable
+from gateway.media import content_type
 
 CHUNK = 256 * 1024
 _RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
-_TYPES = {
-    ".pcd": "application/x-pcd",
-    ".ply": "application/x-ply",
-    ".bin": "application/octet-stream",
-    ".npy": "application/x-npy",
-    ".npz": "application/zip",
-    ".png": "image/png",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".webp": "image/webp",
-    ".json": "application/json",
-    ".las": "application/vnd.las",
-    ".laz": "application/vnd.laszip",
-}
-
-
-def content_type(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix in _TYPES:
-        return _TYPES[suffix]
-    guessed, _ = mimetypes.guess_type(path.name)
-    return guessed or "application/octet-stream"
-
-
 def _range(header: str | None, size: int) -> tuple[int, int] | None:
     """One ``bytes=`` range as (start, end inclusive); None means serve the whole file.
 
@@ -106,7 +82,8 @@ def entity_tag(key: bytes, path: Path, size: int, mtime_ns: int) -> str:
     return '"' + base64.urlsafe_b64encode(mac.digest()[:16]).rstrip(b"=").decode("ascii") + '"'
 
 
-def file_response(path: Path, method: str, headers: Mapping[str, str], max_age: int, *, etag_key: bytes) -> Response:
+def file_response(path: Path, method: str, headers: Mapping[str, str], max_age: int, *, etag_key: bytes,
+                  private: bool = False) -> Response:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except OSError:
@@ -119,7 +96,7 @@ def file_response(path: Path, method: str, headers: Mapping[str, str], max_age: 
             "ETag": etag,
             "Last-Modified": formatdate(mtime, usegmt=True),
             "Accept-Ranges": "bytes",
-            "Cache-Control": f"private, max-age={max_age}",
+            "Cache-Control": "private, no-store" if private else f"private, max-age={max_age}",
             # Files from the data folder must never run script on the gateway's origin.
             "Content-Security-Policy": "default-src 'none'; sandbox",
         }

@@ -7,9 +7,11 @@ always send that page's name as ``Host``: the gateway serves only its own names.
 ``GATEWAY_ALLOWED_HOSTS`` lists them, each ``name`` (any port) or ``name:port``; ``*`` turns the
 check off (only behind a proxy that checks ``Host`` itself). The default is the host and port of
 ``GATEWAY_PUBLIC_URL``, and the listen address, plus ``localhost``, ``127.0.0.1`` and ``[::1]``
-when listening on loopback (these on any port: an attacker's page cannot make a browser send them,
-since the browser sends the name of the page's own site). Probes (``/healthz``, ``/readyz``) are
-answered whatever the ``Host``: Kubernetes sends the pod's IP.
+when listening on loopback, or on every interface (``0.0.0.0``, ``::``, which include loopback)
+without ``GATEWAY_PUBLIC_URL``: a container's published port, the compose trial. These go on any
+port: an attacker's page cannot make a browser send them, since the browser sends the name of the
+page's own site, and a page whose own name is one of them is on this machine already. Probes
+(``/healthz``, ``/readyz``) are answered whatever the ``Host``: Kubernetes sends the pod's IP.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from starlette.types import Scope
 
 from gateway.errors import BadRequest, GatewayError, MisdirectedRequest
 from gateway.routes import PROBES
-from gateway.settings import Settings, is_loopback_host
+from gateway.settings import Settings, is_any_address, is_loopback_host
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -65,7 +67,9 @@ class HostCheck:
             if port == _DEFAULT_PORTS.get(url.scheme):
                 bare.append(host)  # browsers leave a default port out of Host
         names.append(f"[{settings.host}]" if ":" in settings.host else settings.host)
-        if is_loopback_host(settings.host):
+        # Every interface includes loopback: with no name of its own configured (the image, the
+        # compose trial), the loopback names are the ones its clients can use.
+        if is_loopback_host(settings.host) or (is_any_address(settings.host) and not settings.public_url):
             names += ["localhost", "127.0.0.1", "[::1]"]
         return cls(names, bare=bare)
 

@@ -39,11 +39,12 @@ _OVERRIDABLE = ("content-type", "content-disposition")
 _PASSED = tuple(name for name in OBJECT_HEADERS if name not in _OVERRIDABLE)
 
 
-def read_request(ctx: RequestContext, signature: UrlSignature | None) -> ReadRequest:
-    headers = ctx.headers
+def read_request(ctx: RequestContext, signature: UrlSignature | None, capability: str | None = None) -> ReadRequest:
+    headers = ctx.request.headers
     return ReadRequest(
         head=ctx.request.method == "HEAD", range=headers.get("range"), if_none_match=headers.get("if-none-match"),
         if_modified_since=headers.get("if-modified-since"), if_range=headers.get("if-range"), signature=signature,
+        capability=capability,
     )
 
 
@@ -68,17 +69,22 @@ def response_headers(delivery: Delivery) -> list[tuple[bytes, bytes]]:
 
 
 async def serve_object(proxy: ProxyReads, ctx: RequestContext, scope: Scope, receive: Receive, send: Send,
-                       dataset: str, raw_key: bytes, signature: UrlSignature | None) -> None:
-    request = read_request(ctx, signature)
+                       dataset: str, raw_key: bytes, signature: UrlSignature | None, *,
+                       capability: str | None = None, vary: bool = False) -> None:
+    """``vary``: the dataset's delivery is auto, so the answer depends on the fetch mode."""
+    request = read_request(ctx, signature, capability)
     delivery = await proxy.read(ctx, dataset, raw_key, request)
-    await stream(delivery, receive, send, head=request.head)
+    await stream(delivery, receive, send, head=request.head, vary=vary)
 
 
-async def stream(delivery: Delivery, receive: Receive, send: Send, *, head: bool) -> None:
+async def stream(delivery: Delivery, receive: Receive, send: Send, *, head: bool, vary: bool = False) -> None:
     """The body, with backpressure; the edge counts what went out and writes the audit record."""
     fetched = delivery.fetched
     try:
-        await send({"type": "http.response.start", "status": fetched.status, "headers": response_headers(delivery)})
+        headers = response_headers(delivery)
+        if vary:
+            headers.append((b"vary", b"Sec-Fetch-Mode"))
+        await send({"type": "http.response.start", "status": fetched.status, "headers": headers})
         if head or fetched.status == 304:
             await send({"type": "http.response.body", "body": b""})
             return

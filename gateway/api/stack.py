@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api.auth_routes import auth_router
 from gateway.api.batch import batch_router
+from gateway.api.capabilities import capability_router
 from gateway.api.edge import EdgeMiddleware
 from gateway.api.errors import error_body, error_response, internal_error, json_response
 from gateway.api.hosts import HostCheck
@@ -52,6 +53,7 @@ def build_http_app(use: UseCases, settings: Settings, *, metrics: Metrics, readi
     routes = _fastapi(settings, lifespan)
     routes.include_router(batch_router(use.redirects, use.gate))
     routes.include_router(auth_router(use.signin, use.gate))
+    routes.include_router(capability_router(use))
     routes.include_router(ops_router(readiness=readiness, metrics=None if admin else metrics, detailed=not admin))
     public = EdgeMiddleware(ObjectRoutes(routes, use), metrics, holder=use.holder, audit=use.audit,
                             trusted_proxies=settings.trusted_proxies, forwarded_header=settings.forwarded_header,

@@ -12,11 +12,14 @@ from urllib.parse import urlsplit
 import httpx
 
 from gateway.audit import AuditSink
+from gateway.audit.checkpoint import CheckpointPolicy
 from gateway.audit.log import AuditLog
 from gateway.audit.redis_stream import RedisStreamSink
 from gateway.audit.sinks import FileSink, StdoutSink
 from gateway.auth import AuthChain, Authenticator, ReplayStore
 from gateway.auth.browser_client import BrowserClient, load_client_secret
+from gateway.auth.capabilities import CapabilityAuthority
+from gateway.auth.cookies import SessionKeys
 from gateway.auth.dev import DevAuthenticator
 from gateway.auth.oidc import OidcAuthenticator
 from gateway.auth.session_auth import SessionAuthenticator
@@ -30,6 +33,8 @@ from gateway.config import FileSink as FileSinkConfig
 from gateway.config import LocalBackend as LocalBackendConfig
 from gateway.config import RedisStreamSink as RedisStreamSinkConfig
 from gateway.config import StdoutSink as StdoutSinkConfig
+from gateway.config.validation import dataset_problems, state_problems
+from gateway.config.validation import warnings as policy_warnings
 from gateway.errors import ConfigError
 from gateway.metrics import Metrics
 from gateway.policy import compile_policy
@@ -61,10 +66,12 @@ class StateBuilder:
 
     def __init__(self, settings: Settings, *, signing_key: bytes, http: httpx.AsyncClient, replay: ReplayStore,
                  metrics: Metrics, clock: Callable[[], float], environ: Mapping[str, str] | None,
-                 pool: UpstreamPool | None = None, sessions: SessionStore | None = None) -> None:
+                 pool: UpstreamPool | None = None, sessions: SessionStore | None = None,
+                 keys: SessionKeys | None = None) -> None:
         self.settings = settings
         self.pool = pool or UpstreamPool()
         self.sessions = sessions
+        self.keys = keys
         self.signing_key = signing_key
         self.http = http
         self.replay = replay
@@ -75,7 +82,9 @@ class StateBuilder:
         self._browsers: dict[str, tuple[object, BrowserClient]] = {}
 
     def __call__(self, policy: PolicyFile, raw: bytes | None, previous: State | None) -> State:
-        problems: list[str] = []
+        # The offline checks check-config makes too (config/validation.py): one validation, shared.
+        problems: list[str] = state_problems(policy)
+        refused = {name for name, dataset in policy.datasets.items() if dataset_problems(name, dataset)}
         backends: dict[str, Backend] = {}
         for name, dataset in policy.datasets.items():
             old = previous.backends.get(name) if previous else None
@@ -89,7 +98,10 @@ class StateBuilder:
                 problems.extend(f"datasets.{name}.backend: {p}" for p in exc.problems)
         sources: dict[str, ObjectSource] = {}
         for name, dataset in policy.datasets.items():
-            if dataset.delivery != "proxy" or name not in backends:
+            # proxy and auto datasets stream through the gateway (auto: the reads a page can see);
+            # a local dataset serves its own files whatever its delivery.
+            if dataset.delivery == "redirect" or dataset.backend.kind == "local" or name not in backends \
+                    or name in refused:
                 continue
             old_source = previous.sources.get(name) if previous else None
             if old_source is not None and previous is not None and previous.backends.get(name) is backends[name]:
@@ -116,10 +128,17 @@ class StateBuilder:
             raise ConfigError(str(self.settings.config or "<embedded default>"), problems)
         auth = AuthChain(authenticators, fallback=self.fallback())
         cors = frozenset(policy.cors.allow_origins) | frozenset(self.settings.cors_origins)
-        for warning in policy.warnings():
+        for warning in policy_warnings(policy):
             log.warning("%s", warning)
+        capabilities = None
+        if sessions is not None and self.keys is not None:
+            issuers = [issuer for issuer in policy.auth.oidc if issuer.browser is not None]
+            capabilities = CapabilityAuthority(
+                self.keys, sessions, clock=self.clock,
+                ttls={i.name: i.browser.capability_ttl for i in issuers if i.browser is not None},
+                bind={i.name: i.browser.capability_bind_address for i in issuers if i.browser is not None})
         return State(compile_policy(policy, raw), backends, auth, cors, loaded_at=self.clock(), sources=sources,
-                     browsers=browsers, sessions=sessions)
+                     browsers=browsers, sessions=sessions, capabilities=capabilities)
 
     def backend(self, dataset: str, config: LocalBackendConfig | S3Backend | GcsBackend | AzureBackend) -> Backend:
         match config:
@@ -242,17 +261,22 @@ def _loopback(origin: str) -> bool:
     return is_loopback_host(urlsplit(origin).hostname or "")
 
 
+def _audit_sink(sink: StdoutSinkConfig | FileSinkConfig | RedisStreamSinkConfig, redis: SharedRedis | None,
+                where: str) -> AuditSink:
+    match sink:
+        case FileSinkConfig():
+            return FileSink(Path(sink.path))
+        case RedisStreamSinkConfig():
+            if redis is None:
+                raise ConfigError(where, ["kind redis_stream needs GATEWAY_REDIS_URL"])
+            return RedisStreamSink(redis, sink.stream, sink.maxlen)
+    return StdoutSink()
+
+
 def audit_log(config: AuditConfig, settings: Settings, metrics: Metrics, redis: SharedRedis | None) -> AuditLog:
-    sinks: list[AuditSink] = []
-    for sink in config.sinks:
-        match sink:
-            case StdoutSinkConfig():
-                sinks.append(StdoutSink())
-            case FileSinkConfig():
-                sinks.append(FileSink(Path(sink.path)))
-            case RedisStreamSinkConfig():
-                if redis is None:
-                    raise ConfigError("audit.sinks", ["kind redis_stream needs GATEWAY_REDIS_URL"])
-                sinks.append(RedisStreamSink(redis, sink.stream, sink.maxlen))
+    sinks = [_audit_sink(sink, redis, "audit.sinks") for sink in config.sinks]
+    marks = config.checkpoints
+    checkpoints = CheckpointPolicy(every=marks.every, interval=marks.interval, sinks=None if marks.sinks is None else
+                                   [_audit_sink(sink, redis, "audit.checkpoints.sinks") for sink in marks.sinks])
     return AuditLog(sinks, max_queue=settings.audit_queue_size, fail_closed=config.fail_closed,
-                    on_drop=metrics.audit_dropped.inc)
+                    on_drop=metrics.audit_dropped.inc, checkpoints=checkpoints)

@@ -36,6 +36,7 @@ from gateway.redis.client import SharedRedis
 from gateway.service import (
     Gate,
     GatewayUrls,
+    Listings,
     LocalReads,
     ProxyReads,
     Redirects,
@@ -94,7 +95,7 @@ class Runtime:
                         else CookieSessionStore(keys))
         self.build_state = StateBuilder(settings, signing_key=signing_key, http=self.http, replay=replay,
                                         metrics=self.metrics, clock=clock, environ=environ, pool=self.pool,
-                                        sessions=sessions)
+                                        sessions=sessions, keys=keys)
         if settings.config is not None:
             policy, raw = load_policy(settings.config)
         else:
@@ -111,7 +112,8 @@ class Runtime:
             redirects=Redirects(self.gate, self.signer, gateway_urls=urls, clock=clock),
             proxy=ProxyReads(self.gate, clock=clock), local=LocalReads(self.gate, clock=clock),
             signin=SignInService(keys=keys, store=sessions, replay=replay, metrics=self.metrics,
-                                 public_url=settings.base_url(), clock=clock))
+                                 public_url=settings.base_url(), clock=clock),
+            listings=Listings(self.gate, signing_key=signing_key, base_url=settings.base_url()))
         self.reloader: PolicyReloader | None = None
         if settings.config is not None:
             self.reloader = PolicyReloader(settings.config, self.holder, self.build_state, self.metrics,

@@ -9,11 +9,14 @@ import os
 import secrets
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
 from gateway.audit import AuditSink
-from gateway.audit.chain import Chain, encode_record
+from gateway.audit.chain import encode_record
+from gateway.audit.checkpoint import Checkpointer, CheckpointPolicy
+from gateway.audit.seal import REOPEN, Chain, checkpoint_record
 from gateway.errors import Unavailable
 from gateway.models import AuditRecord
 
@@ -26,6 +29,11 @@ class AuditLog:
     ``emit`` never blocks: a full queue drops the record and counts it. In ``fail_closed`` mode,
     ``emit_confirmed`` waits until every sink has written the record and raises ``Unavailable``
     otherwise, so that regulated sites never serve a request that left no trace.
+
+    The writer also anchors the chains' heads (see :mod:`gateway.audit.checkpoint`): on reopen, at
+    shutdown and every so many records or seconds. A reopened file starts with a ``reopen``
+    checkpoint record, so that a file that starts in the middle of a chain can be told from one
+    whose first records were removed.
     """
 
     def __init__(
@@ -37,6 +45,8 @@ class AuditLog:
         on_drop: Callable[[], None] = lambda: None,
         write_timeout: float = 2.0,
         flush_interval: float = 0.025,
+        checkpoints: CheckpointPolicy | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.sinks = list(sinks)
         self.fail_closed = fail_closed
@@ -56,6 +66,9 @@ class AuditLog:
         self._stopping = False
         chain_prefix = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._chains = [Chain(f"{chain_prefix}:{sink.name}") for sink in self.sinks]
+        self._clock = clock
+        self.checkpoints = Checkpointer(checkpoints or CheckpointPolicy(), self.sinks, self._chains, chain_prefix,
+                                        clock=clock)
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
 
@@ -110,15 +123,36 @@ class AuditLog:
             self._wake.clear()
             if self._reopen:
                 self._reopen = False
-                for sink in self.sinks:
-                    sink.reopen()
+                self._rotate()
             while self._pending:
                 batch: list[tuple[bytes, concurrent.futures.Future[None] | None]] = []
                 while self._pending and len(batch) < 1024:
                     batch.append(self._pending.popleft())
                 self._write(batch)
+                self.checkpoints.due()  # after each batch: a busy queue must not put off the count
             if self._stopping:
+                self.checkpoints.shutdown()
                 return
+            self.checkpoints.due()  # the interval, while idle
+
+    def _rotate(self) -> None:
+        """Checkpoint every head (the last record of each old file), reopen, and start each new
+        file with a reopen checkpoint: the mark of a file that legitimately starts mid-chain."""
+        self.checkpoints.rotate()
+        for sink, chain, name in zip(self.sinks, self._chains, self.checkpoints.names, strict=True):
+            try:
+                sink.reopen()
+            except OSError as exc:  # keep writing where it was: a failed reopen must not stop the log
+                log.error("audit sink %s could not be reopened: %s", sink.name, exc)
+                continue
+            if chain.seq:
+                marker = checkpoint_record(REOPEN, chain.chain_id, chain.seq, chain.prev_hash, self._clock(), name)
+                saved = chain.state()
+                try:
+                    sink.write([chain.seal(marker)])
+                except Exception as exc:
+                    chain.restore(saved)
+                    log.error("audit sink %s failed: %s", sink.name, type(exc).__name__)
 
     def _write(self, batch: list[tuple[bytes, concurrent.futures.Future[None] | None]]) -> None:
         error: BaseException | None = None

@@ -21,22 +21,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import itertools
 import os
+import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
 
+from gateway.backends import Listed, ListPage
 from gateway.backends.azure_auth import SharedKey, Tokens
 from gateway.backends.azure_keys import MARGIN, DelegationKeys
 from gateway.backends.azure_sas import SasSigner
+from gateway.backends.listing import check_prefix, page_size, relative
 from gateway.config.backends import AzureBackend as AzureBackendConfig
 from gateway.errors import BadGateway, ConfigError, GatewayError, NotFound, Unavailable
-from gateway.keys import join_prefix
+from gateway.keys import MAX_KEY_BYTES, join_prefix
 from gateway.models import SignedUrl
 
 MAX_EXPIRES = 7 * 86400  # the gateway's own bound; url_ttl is far below it
@@ -44,7 +46,6 @@ MAX_EXPIRES = 7 * 86400  # the gateway's own bound; url_ttl is far below it
 # keeps signing, and the next request asks again after RETRY_AFTER. Listings (a CLI run) keep its retries.
 _KEY_CLIENT: dict[str, Any] = {"connection_timeout": 3, "read_timeout": 5, "retry_total": 0}
 _LIST_CLIENT: dict[str, Any] = {"connection_timeout": 5, "read_timeout": 30}
-LIST_BATCH = 1000  # names per hop to the listing thread
 
 
 def load_account_key(config: AzureBackendConfig, environ: Mapping[str, str]) -> str:
@@ -112,6 +113,8 @@ class AzureBackend:
         self.tokens: Tokens | None = None
         self.delegation: DelegationKeys | None = None
         self._sdk_credential: dict[str, str] | TokenCredential
+        self._listing: Any = None  # a ContainerClient, built on the first list_page
+        self._listing_lock = threading.Lock()
         if config.credential == "account_key":
             self._account_key = load_account_key(config, os.environ if environ is None else environ)
             self.shared_key = SharedKey(config.account, self._account_key, version=config.api_version)
@@ -156,32 +159,33 @@ class AzureBackend:
         """The blob's URL without any SAS (for header-authenticated reads)."""
         return self.signer.base + quote(join_prefix(self.config.prefix, key), safe="~/")
 
-    def iter_keys(self, prefix: str = "") -> Iterator[str]:
-        """Every blob name under the dataset's prefix (and ``prefix`` below it), relative to the
-        dataset's prefix, in the storage's order; names ending in ``/`` (folder markers) are skipped.
-        Blocking (the SDK's client): for the CLI, or through :meth:`list_keys`."""
-        from azure.storage.blob import ContainerClient
+    async def list_page(self, prefix: str, start: str | None, limit: int) -> ListPage:
+        """One ``List Blobs`` page under the dataset's prefix (``start``: Azure's continuation marker),
+        read in a thread with the SDK's client, which is kept for the next page."""
+        own = self.config.prefix
+        full = join_prefix(own, check_prefix(prefix, MAX_KEY_BYTES - len(own.encode())))
+        return await asyncio.to_thread(self._page, full, start, page_size(limit))
 
-        client = ContainerClient(self.endpoint, self.config.container, credential=self._sdk_credential,
-                                 **_LIST_CLIENT)
-        full = join_prefix(self.config.prefix, prefix)
+    def _page(self, full: str, start: str | None, size: int) -> ListPage:
+        from azure.storage.blob import ContainerClient, LinearRetry
+
+        with self._listing_lock:
+            if self._listing is None:
+                # One page may answer an HTTP request: two quick retries (seconds), not the SDK's 15 s first wait.
+                retry = LinearRetry(backoff=1, retry_total=2, random_jitter_range=1)
+                self._listing = ContainerClient(self.endpoint, self.config.container, credential=self._sdk_credential,
+                                                retry_policy=retry, **_LIST_CLIENT)
         try:
-            with client:
-                for name in client.list_blob_names(name_starts_with=full or None):
-                    if name.startswith(self.config.prefix) and not name.endswith("/"):
-                        yield name[len(self.config.prefix):]
+            pages = self._listing.list_blobs(name_starts_with=full or None, results_per_page=size).by_page(
+                continuation_token=start or None)
+            blobs = list(next(pages, []))
+            token = pages.continuation_token
         except AzureError as exc:  # its message names the account and the host: only a fixed text goes on
             raise _listing_error(exc) from exc
-
-    async def list_keys(self, prefix: str = "") -> AsyncIterator[str]:
-        """:meth:`iter_keys` for the event loop: the listing is read in a thread, LIST_BATCH names at a time."""
-        names = self.iter_keys(prefix)
-        while True:
-            batch = await asyncio.to_thread(lambda: list(itertools.islice(names, LIST_BATCH)))
-            for name in batch:
-                yield name
-            if len(batch) < LIST_BATCH:
-                return
+        objects = [Listed(key, blob.size, blob.etag, getattr(blob.content_settings, "content_type", None),
+                          blob.last_modified.timestamp() if blob.last_modified is not None else None)
+                   for key, blob in relative(((blob.name, blob) for blob in blobs), self.config.prefix)]
+        return ListPage(objects, token or None)
 
     def health(self) -> dict[str, object]:
         info: dict[str, object] = {"kind": self.kind, "credential": self.config.credential,

@@ -24,10 +24,13 @@ import httpx
 from google.auth.transport.requests import Request
 from google.oauth2 import service_account
 
+from gateway.backends import ListPage
+from gateway.backends.gcs_listing import GcsListing
 from gateway.backends.gcs_v4 import DEFAULT_ENDPOINT, HMAC, MAX_EXPIRES, RSA, HmacSigner, V4Builder, finish
+from gateway.backends.listing import check_prefix, page_size
 from gateway.config import GcsBackend as GcsBackendConfig
 from gateway.errors import Unavailable
-from gateway.keys import join_prefix
+from gateway.keys import MAX_KEY_BYTES, join_prefix
 from gateway.models import SignedUrl
 
 IAM_BASE_URL = "https://iamcredentials.googleapis.com"
@@ -158,6 +161,7 @@ class GcsBackend:
                 if credentials is not None:
                     self._iam = IamSignBlob(credentials)
         self.signer = mode
+        self._listing: GcsListing | None = None
         # An HMAC signature costs ~23 us, far less than a Redis round trip (~200 us): no shared cache.
         self.shared_cache = mode != "hmac"
 
@@ -227,6 +231,16 @@ class GcsBackend:
         if self._key is not None:
             return self._key
         return self._iam.credentials if self._iam is not None else None
+
+    async def list_page(self, prefix: str, start: str | None, limit: int) -> ListPage:
+        """One ``objects.list`` page under the dataset's prefix (``start``: GCS's page token), in a
+        thread, with the OAuth credentials of proxy reads (or, for an HMAC signer, the ambient ones)."""
+        own = self.config.prefix
+        full = join_prefix(own, check_prefix(prefix, MAX_KEY_BYTES - len(own.encode())))
+        if self._listing is None:
+            self._listing = GcsListing(self.config.bucket, self._endpoint, self.access_credentials(),
+                                       problem=self._problem)
+        return await asyncio.to_thread(self._listing.page, own, full, start, page_size(limit))
 
     def health(self) -> dict[str, object]:
         ok = self._problem is None and (self._hmac or self._key or self._iam) is not None

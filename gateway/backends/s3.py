@@ -22,18 +22,23 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 import botocore.auth
+from botocore.config import Config
 from botocore.credentials import Credentials as BotoCredentials
 from botocore.credentials import ReadOnlyCredentials, RefreshableCredentials
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from gateway.backends import Listed, ListPage
+from gateway.backends.listing import check_prefix, page_size, relative
 from gateway.backends.s3_sessions import BoundSessions
 from gateway.config import S3Backend as S3BackendConfig
-from gateway.errors import Unavailable
-from gateway.keys import join_prefix
+from gateway.errors import BadGateway, GatewayError, NotFound, Unavailable
+from gateway.keys import MAX_KEY_BYTES, join_prefix
 from gateway.models import SignedUrl
 from gateway.sigv4.presign import MAX_EXPIRES, Credentials, SigV4Presigner, bucket_base_url
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ListObjectsV2OutputTypeDef
 
 CREDENTIAL_MARGIN = 30  # seconds a URL must stop working before its signing credentials do
 _RESOLVE_RETRY = 30.0  # seconds between attempts to find credentials after none were found
@@ -96,6 +101,7 @@ class S3Backend:
         # refreshable ones until botocore says a refresh is needed.
         self._snapshot: tuple[RefreshableCredentials | None, float | None, Credentials] | None = None
         self.bound: BoundSessions | None = None
+        self._listing: S3Client | None = None  # built on the first listing: signing never needs it
         policy = config.session_policy()
         if config.network_binding is not None and policy is not None:
             self.bound = BoundSessions(self._session, config.network_binding, policy, dataset=dataset,
@@ -108,10 +114,12 @@ class S3Backend:
                 self._credentials = self._session.get_credentials()
             return self._credentials
 
-    async def credentials(self) -> tuple[float | None, Credentials]:
+    async def credentials(self, *, bound: bool = True) -> tuple[float | None, Credentials]:
         """(expiry or None, a frozen snapshot) of the credentials to sign with: the dataset's
-        network-bound STS session when it has one, else boto3's chain. Raises Unavailable."""
-        if self.bound is not None:
+        network-bound STS session when it has one (and ``bound``: URLs for clients), else boto3's
+        chain (the gateway's own reads, which the bound session would refuse outside its networks).
+        Raises Unavailable."""
+        if bound and self.bound is not None:
             return await self.bound.current()
         snapshot = self._snapshot
         if snapshot is not None and (snapshot[0] is None or not snapshot[0].refresh_needed()):
@@ -170,6 +178,44 @@ class S3Backend:
             for key in keys
         ]
 
+    async def list_page(self, prefix: str, start: str | None, limit: int) -> ListPage:
+        """One ``ListObjectsV2`` page under the dataset's prefix, in a thread (boto3 blocks). ``start``
+        is S3's own continuation token. Listed with boto3's credential chain, never the network-bound
+        session (that one may read objects only)."""
+        own = self.config.prefix
+        full = join_prefix(own, check_prefix(prefix, MAX_KEY_BYTES - len(own.encode())))
+        answer = await asyncio.to_thread(self._list, full, start, page_size(limit))
+        objects = [Listed(key, obj.get("Size"), obj.get("ETag"), None, obj["LastModified"].timestamp()
+                          if "LastModified" in obj else None)
+                   for key, obj in relative(((obj.get("Key", ""), obj) for obj in answer.get("Contents", [])), own)]
+        token = answer.get("NextContinuationToken") if answer.get("IsTruncated") else None
+        return ListPage(objects, token or None)
+
+    def _list(self, full: str, start: str | None, size: int) -> ListObjectsV2OutputTypeDef:
+        try:
+            client = self._listing_client()
+            if start:
+                return client.list_objects_v2(Bucket=self.config.bucket, Prefix=full, MaxKeys=size,
+                                              ContinuationToken=start)
+            return client.list_objects_v2(Bucket=self.config.bucket, Prefix=full, MaxKeys=size)
+        except ClientError as exc:
+            raise _listing_error(exc) from exc
+        except NoCredentialsError as exc:
+            raise Unavailable(_NO_CREDENTIALS, retry_after=int(_RESOLVE_RETRY)) from exc
+        except BotoCoreError as exc:  # unreachable, timed out; its message names the endpoint: not passed on
+            raise Unavailable("the dataset's bucket could not be listed; retry shortly") from exc
+
+    def _listing_client(self) -> S3Client:
+        with self._lock:
+            if self._listing is None:
+                config = Config(s3={"addressing_style": self.config.addressing_style}, connect_timeout=5,
+                                read_timeout=30, retries={"max_attempts": 3, "mode": "standard"})
+                bundle = self.config.ca_bundle  # an S3-compatible store on a company CA
+                self._listing = self._session.client("s3", region_name=self.config.region,
+                                                     endpoint_url=self.config.endpoint_url, config=config,
+                                                     verify=str(bundle) if bundle is not None else None)
+            return self._listing
+
     def health(self) -> dict[str, object]:
         if self.bound is not None:
             return {"kind": self.kind, "credentials": "sts-session", **self.bound.health()}
@@ -184,6 +230,18 @@ class S3Backend:
             "credentials": getattr(credentials, "method", None) or "unknown",
             "expires_in": remaining,
         }
+
+
+def _listing_error(exc: ClientError) -> GatewayError:
+    """S3's refusal as the gateway's: its message names the bucket and the host, so only a fixed text."""
+    error: Any = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if code == "NoSuchBucket":
+        return NotFound("the dataset's bucket does not exist")
+    if status is not None and 400 <= status < 500:  # its credentials, its signature, its request
+        return BadGateway("the storage refused to list the dataset's bucket")
+    return Unavailable("the dataset's bucket could not be listed; retry shortly")
 
 
 _CLOCK_LOCK = threading.Lock()

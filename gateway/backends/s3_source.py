@@ -12,6 +12,7 @@ from collections.abc import Callable
 from gateway.backends import upstream
 from gateway.backends.http_pool import UpstreamPool
 from gateway.backends.s3 import S3Backend
+from gateway.config.backends import trust_context
 from gateway.keys import join_prefix
 from gateway.models import Fetched, FetchRequest
 from gateway.sigv4.headers import SigV4HeaderSigner
@@ -25,12 +26,13 @@ class S3Source:
         self.pool = pool
         self._clock = clock
         self._signer = SigV4HeaderSigner(backend.base_url, region=backend.config.region)
+        self._trust = trust_context(backend.config.ca_bundle)  # built once: a context per read would cost ms
 
     async def fetch(self, key: str, request: FetchRequest) -> Fetched:
         path = join_prefix(self.backend.config.prefix, key)
 
         async def sign(method: str) -> dict[str, str]:
-            _, credentials = await self.backend.credentials()
+            _, credentials = await self.backend.credentials(bound=False)  # the gateway reads from its own network
             return self._signer.headers(method, path, credentials, now=int(self._clock()))
 
-        return await upstream.fetch(self.pool, self._signer.url(path), sign, request)
+        return await upstream.fetch(self.pool, self._signer.url(path), sign, request, trust=self._trust)

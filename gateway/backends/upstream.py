@@ -13,6 +13,7 @@ time, and :func:`status_error` holds the one table of the storage's statuses.
 from __future__ import annotations
 
 import re
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 
@@ -133,11 +134,13 @@ def _size(status: int, headers: dict[str, str]) -> int | None:
     return int(length) if status == 200 and _DIGITS.fullmatch(length) else None
 
 
-async def fetch(pool: UpstreamPool, url: str, sign: Sign, request: FetchRequest) -> Fetched:
+async def fetch(pool: UpstreamPool, url: str, sign: Sign, request: FetchRequest,
+                *, trust: ssl.SSLContext | bool = True) -> Fetched:
+    """``trust``: the storage's TLS verification (a backend's ``ca_bundle``), the system's by default."""
     method = "HEAD" if request.head else "GET"
     headers = {**await sign(method), **forwarded(request)}
     with storage_errors():
-        response = await pool.session().request(method, url, headers=headers, allow_redirects=False)
+        response = await pool.session().request(method, url, headers=headers, allow_redirects=False, ssl=trust)
     status = response.status
     if status in (200, 206, 304):
         passed = object_headers(response.raw_headers)
@@ -148,7 +151,7 @@ async def fetch(pool: UpstreamPool, url: str, sign: Sign, request: FetchRequest)
     response.release()  # closes the connection when an error body is left unread: it is never read
     if status == 416 and method == "GET":
         # One HEAD for the size, never more: fetch re-asks only a GET, and a 416 to a HEAD is a refusal.
-        head = await fetch(pool, url, sign, FetchRequest(head=True))
+        head = await fetch(pool, url, sign, FetchRequest(head=True), trust=trust)
         raise RangeNotSatisfiable("the range is outside the object", size=head.size or 0)
     raise status_error(status)
 

@@ -7,12 +7,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from gateway.cli import audit, check, explain, serve, sign, urls
+from gateway.cli import audit, check, doctor, explain, serve, sign, test_policy, urls
 from gateway.cli.common import EPILOG
 from gateway.errors import ConfigError
 from gateway.version import version_line
 
-COMMANDS = (serve, check, explain, sign, urls, audit)
+COMMANDS = (serve, check, explain, test_policy, sign, urls, doctor, audit)
 
 
 class _Version(argparse.Action):

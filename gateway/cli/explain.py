@@ -74,13 +74,22 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def _delivery_line(dataset: Dataset) -> str:
     backend = dataset.backend
     if backend.kind == "local":
-        return "local (the gateway serves the file itself, behind its own URL signature)"
+        served = "the gateway serves the file itself, behind its own URL signature"
+        if dataset.delivery == "auto":
+            return f"auto, local ({served}; a page that reads it gets it directly)"
+        return f"local ({served})"
     if dataset.delivery == "proxy":
         return "proxy (the gateway streams the object; no storage URL reaches the client)"
     binding = getattr(backend, "network_binding", None)
-    if binding is not None:
-        return "redirect, bound to the network by an STS session policy (checked by S3 when the URL is used)"
-    return "redirect (a presigned URL; any network rule is checked at the gateway only)"
+    if binding is None:
+        redirect = "redirect (a presigned URL; any network rule is checked at the gateway only)"
+    elif backend.kind == "azure":
+        redirect = "redirect, bound to the network by the sip of each SAS (checked by Azure Storage when used)"
+    else:
+        redirect = "redirect, bound to the network by an STS session policy (checked by S3 when the URL is used)"
+    if dataset.delivery == "auto":
+        return f"auto (streamed to a page that reads the answer, Sec-Fetch-Mode cors; otherwise {redirect})"
+    return redirect
 
 
 def register(sub: Subparsers) -> None:

@@ -6,12 +6,23 @@ import argparse
 import os
 from pathlib import Path
 
-from gateway.cli.common import EPILOG, Subparsers, settings_from
+from gateway.cli.common import SERVE_EPILOG, Subparsers, settings_from
+
+# The settings field each option sets, and the flag a bad value is reported under.
+_OPTIONS = {"config": "--config", "local_dir": "--local-dir", "host": "--host", "port": "--port",
+            "cors_origins": "--cors-origin", "workers": "--workers", "tls_cert": "--tls-cert",
+            "tls_key": "--tls-key"}
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    workers = args.workers or int(os.environ.get("GATEWAY_WORKERS", "1") or 1)
-    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # The settings are validated before anything else (a bad value is one line, never a traceback);
+    # settings.py imports nothing of prometheus_client, so the variable below is still in time.
+    settings = settings_from({
+        "config": args.config, "local_dir": args.local_dir, "host": args.host, "port": args.port,
+        "cors_origins": args.cors_origin or None, "workers": args.workers, "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key,
+    }, options=_OPTIONS)
+    if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Set before prometheus_client is imported: every worker then writes its metrics to files
         # that /metrics merges, whichever worker answers the scrape.
         import tempfile
@@ -20,18 +31,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway import logs
     from gateway.app.serving import serve
 
-    settings = settings_from({
-        "config": args.config, "local_dir": args.local_dir, "host": args.host, "port": args.port,
-        "cors_origins": args.cors_origin or None, "workers": args.workers, "tls_cert": args.tls_cert,
-        "tls_key": args.tls_key,
-    })
     logs.configure(settings.log_level, settings.log_format)
     serve(settings)
     return 0
 
 
 def register(sub: Subparsers) -> None:
-    serve = sub.add_parser("serve", help="run the gateway", epilog=EPILOG, description=(
+    serve = sub.add_parser("serve", help="run the gateway", epilog=SERVE_EPILOG, description=(
         "Run the gateway. Without --config it serves --local-dir as dataset 'local' to anonymous "
         "clients on loopback only, with the in-process cache and the audit log on stdout."))
     serve.add_argument("--config", type=Path, help="policy file (GATEWAY_CONFIG); reloaded when it changes")

@@ -69,6 +69,10 @@ class BrowserSignIn(Strict):
     idle_ttl: Duration = Field(3600.0, gt=0)
     embedders: list[Origin] = Field(default_factory=list)  # sites whose pages may load objects with the session
     return_origins: list[Origin] = Field(default_factory=list)  # where sign-in may send the browser back to
+    # Capabilities (GET /v1/auth/connect): a short-lived per-user credential an embedder's page gets
+    # in a popup and every loader carries, for browsers that block third-party cookies.
+    capability_ttl: Duration = Field(900.0, ge=60, le=86_400)
+    capability_bind_address: bool = True  # usable only from the address it was handed to
 
     @model_validator(mode="after")
     def _consistent(self) -> BrowserSignIn:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import ssl
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -41,6 +42,20 @@ class NetworkBinding(Strict):
         return self
 
 
+def trust_context(bundle: Path | None) -> ssl.SSLContext | bool:
+    """The TLS verification for a backend's own CA bundle: a context that trusts exactly ``bundle``,
+    or True (the system's trust store) without one. Raises ValueError naming what is wrong."""
+    if bundle is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(bundle))
+    except FileNotFoundError:
+        raise ValueError(f"no file {str(bundle)[:200]!r}") from None
+    except (ssl.SSLError, OSError) as exc:
+        raise ValueError(f"{str(bundle)[:200]!r} is not a readable PEM bundle of CA certificates "
+                         f"({exc.__class__.__name__})") from None
+
+
 def partition(region: str) -> str:
     """The AWS partition of a region, for ARNs."""
     if region.startswith("cn-"):
@@ -60,6 +75,17 @@ class S3Backend(Strict):
     response_content_type: str | None = None
     response_content_disposition: str | None = None
     network_binding: NetworkBinding | None = None
+    # PEM file of the CAs that sign endpoint_url's certificate (an S3-compatible store on a company CA);
+    # without it the system's trust store. Read by listing and by proxy delivery; a presigned redirect
+    # never connects, the browser does (and must trust the same CA).
+    ca_bundle: Path | None = None
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _readable_bundle(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            trust_context(value)  # a clear error at load time, not at the first proxied read
+        return value
 
     @field_validator("response_content_type", "response_content_disposition")
     @classmethod

@@ -1,14 +1,14 @@
-"""Reading a policy file: YAML, then the schema, then cross-references, with every problem reported
-at once and located the way the user wrote it (``datasets.x.rules.0.networks``)."""
+"""Reading a policy file: YAML, then the schema, then the checks of ``validation.py``, with every
+problem reported at once and located the way the user wrote it (``datasets.x.rules.0.networks``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
 from gateway.config.schema import PolicyFile
+from gateway.config.validation import raw_problems
 from gateway.config.yaml_source import read_yaml
 from gateway.errors import ConfigError
 
@@ -30,47 +30,18 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "(top level)"
 
 
-def _names(items: object, field: str) -> set[str]:
-    return {str(item.get(field)) for item in items if isinstance(item, dict)} if isinstance(items, list) else set()
-
-
-def _raw_references(data: dict[str, Any]) -> list[str]:
-    """Rule references to unknown vendors or issuers, read leniently from a file that failed the
-    schema, so that one run reports those too."""
-    auth: dict[str, Any] = data["auth"] if isinstance(data.get("auth"), dict) else {}
-    vendors = auth.get("vendors")
-    issuers = _names(auth.get("oidc"), "name")
-    known_vendors = _names(vendors, "name") | issuers
-    for vendor in vendors if isinstance(vendors, list) else []:
-        if isinstance(vendor, dict):
-            known_vendors |= _names(vendor.get("keys"), "id")
-    problems = []
-    datasets = data.get("datasets")
-    for name, dataset in (datasets.items() if isinstance(datasets, dict) else []):
-        rules = dataset.get("rules") if isinstance(dataset, dict) else None
-        for i, rule in enumerate(rules if isinstance(rules, list) else []):
-            if not isinstance(rule, dict):
-                continue
-            for field, known, section in (("vendors", known_vendors, "auth.vendors or auth.oidc"),
-                                          ("issuers", issuers, "auth.oidc")):
-                values = rule.get(field)
-                for value in values if isinstance(values, list) else []:
-                    if str(value) not in known:
-                        problems.append(f"datasets.{name}.rules.{i}.{field}: {value!r} is not in {section}")
-    return problems
-
-
 def parse_policy(text: str, source: str = "<policy>") -> PolicyFile:
     """Parse and validate a policy document. Raises ConfigError listing every problem found: keys
-    defined twice (see ``yaml_source``), the schema's, and the cross-references'."""
+    defined twice (see ``yaml_source``), the schema's, and the cross-section checks' (references,
+    URL lifetimes), which run on what parsed even when the schema failed elsewhere."""
     data, problems = read_yaml(text, source)
     if not isinstance(data, dict):
         raise ConfigError(source, [*problems, "(top level): expected a mapping with version and datasets"])
     try:
         policy = PolicyFile.model_validate(data)
     except ValidationError as exc:
-        problems += [f"{_location(err['loc'])}: {err['msg']}" for err in exc.errors()]
-        raise ConfigError(source, problems + _raw_references(data)) from None
+        problems += [f"{_location(err['loc'])}: {err['msg'].removeprefix('Value error, ')}" for err in exc.errors()]
+        raise ConfigError(source, problems + raw_problems(data)) from None
     problems += policy.cross_check()
     if problems:
         raise ConfigError(source, problems)

@@ -7,11 +7,14 @@ The field names here are a public contract: extend them, never rename them. The 
 from __future__ import annotations
 
 import re
-from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from gateway.config.audit import AuditConfig as AuditConfig
+from gateway.config.audit import FileSink as FileSink
+from gateway.config.audit import RedisStreamSink as RedisStreamSink
+from gateway.config.audit import StdoutSink as StdoutSink
 from gateway.config.auth import AuthConfig
 from gateway.config.backends import Backend
 from gateway.config.types import NAME, Duration, Network, Strict
@@ -43,6 +46,10 @@ class RateLimit(Strict):
     per: Duration
 
 
+Grant = Literal["read", "list"]
+READ_ONLY: tuple[Grant, ...] = ("read",)
+
+
 class Rule(Strict):
     """A rule matches when every condition it names holds. A rule names at least one condition."""
 
@@ -55,6 +62,9 @@ class Rule(Strict):
     subjects: list[str] | None = None
     emails: list[str] | None = None
     email_domains: list[str] | None = None
+    # What the rule lets a caller do: read objects, list them (GET .../index), or both. A rule that
+    # names neither grants read, as every rule did before listing existed.
+    grants: list[Grant] = Field(default_factory=lambda: list(READ_ONLY), min_length=1)
 
     @model_validator(mode="after")
     def _conditions(self) -> Rule:
@@ -75,14 +85,39 @@ class Rule(Strict):
         return self
 
 
+MIN_URL_TTL = 10.0
+
+
+def ttl_problems(defaults: Defaults, dataset_ttls: dict[str, float | None]) -> list[str]:
+    """The URL lifetimes' bounds, across sections. A function of its own so that a file whose
+    schema failed elsewhere gets these checked too, from what did parse (one run, every problem)."""
+    problems = []
+    if defaults.url_ttl > defaults.max_url_ttl:
+        problems.append("defaults.url_ttl: exceeds defaults.max_url_ttl")
+    share = defaults.min_remaining
+    ttls = [("defaults.url_ttl", defaults.url_ttl)] + [
+        (f"datasets.{name}.url_ttl", ttl) for name, ttl in dataset_ttls.items() if ttl is not None]
+    for where, ttl in ttls:
+        if where != "defaults.url_ttl" and ttl > defaults.max_url_ttl:
+            problems.append(f"{where}: exceeds defaults.max_url_ttl")
+        if ttl < MIN_URL_TTL:
+            problems.append(f"{where}: must be at least {MIN_URL_TTL:g}s")
+        elif ttl * (1 - share) < 1:
+            # URLs are signed at whole seconds: a bucket under 1 s cannot keep the minimum life.
+            problems.append(f"{where}: with min_remaining {share}, a URL must live at least {1 / (1 - share):g}s")
+    return problems
+
+
 class Dataset(Strict):
     backend: Backend
     rules: list[Rule] = Field(default_factory=list)
     url_ttl: Duration | None = None
     allow_keys: list[str] = Field(default_factory=lambda: ["**"], min_length=1)
     rate_limit: RateLimit | None = None
-    # redirect: a short-lived storage URL; proxy: the gateway streams the object (docs/delivery.md).
-    delivery: Literal["redirect", "proxy"] = "redirect"
+    # redirect: a short-lived storage URL; proxy: the gateway streams the object; auto: a redirect for
+    # what a page cannot read anyway (<img>, navigations, servers), a stream for what it can (CORS
+    # fetches, canvases, Range): docs/delivery.md, docs/browsers.md.
+    delivery: Literal["redirect", "proxy", "auto"] = "redirect"
 
     @model_validator(mode="after")
     def _delivery_fits_backend(self) -> Dataset:
@@ -90,23 +125,23 @@ class Dataset(Strict):
             raise ValueError("delivery: proxy is for s3, gcs and azure; the local backend always serves its own bytes")
         if self.delivery == "proxy" and getattr(self.backend, "network_binding", None):
             # A proxy dataset's URLs never leave the gateway: binding them to a network would only
-            # restrict the gateway's own reads.
-            raise ValueError("backend.network_binding applies to delivery: redirect; a proxy dataset hands out "
-                             "no storage URL to bind")
+            # restrict the gateway's own reads. (auto binds its redirects; its streams read unbound.)
+            raise ValueError("backend.network_binding applies to delivery: redirect and auto; a proxy dataset hands "
+                             "out no storage URL to bind")
         return self
 
     def delivery_warnings(self) -> list[str]:
         """What this dataset's delivery does not guarantee, for check-config and startup (not errors)."""
         if self.delivery == "proxy" or self.backend.kind == "local":
             return []
-        warnings = []
+        warnings = []  # auto redirects <img> and servers: what holds for redirect holds for those
         anonymous = [rule.name for rule in self.rules if rule.anonymous]
         bound = getattr(self.backend, "network_binding", None) is not None
         if anonymous and not bound:
             warnings.append(f"rules {', '.join(anonymous)} admit anonymous callers by network, but delivery is "
-                            "redirect without network_binding: the network is checked at the gateway only; a leaked "
-                            "URL works from anywhere until it expires (use delivery: proxy, or network_binding on S3 "
-                            "or Azure)")
+                            f"{self.delivery} without network_binding: the network is checked at the gateway only; "
+                            "a leaked URL works from anywhere until it expires (use delivery: proxy, or "
+                            "network_binding on S3 or Azure)")
         if self.backend.kind == "gcs":
             warnings.append("redirect delivery on GCS is not network-bound: V4 URLs cannot carry a network; use "
                             "bucket IP filtering on the bucket, or delivery: proxy")
@@ -130,33 +165,6 @@ class Dataset(Strict):
         if duplicates:
             raise ValueError(f"rule names must be unique: {', '.join(duplicates)}")
         return rules
-
-
-class StdoutSink(Strict):
-    kind: Literal["stdout"]
-
-
-class FileSink(Strict):
-    kind: Literal["file"]
-    path: Path
-
-
-class RedisStreamSink(Strict):
-    kind: Literal["redis_stream"]
-    stream: str = "gateway:audit"
-    maxlen: int = Field(1_000_000, ge=1)
-
-
-Sink = Annotated[StdoutSink | FileSink | RedisStreamSink, Field(discriminator="kind")]
-
-
-def _stdout() -> StdoutSink | FileSink | RedisStreamSink:
-    return StdoutSink(kind="stdout")
-
-
-class AuditConfig(Strict):
-    sinks: list[Sink] = Field(default_factory=lambda: [_stdout()], min_length=1)
-    fail_closed: bool = False
 
 
 class PolicyFile(Strict):
@@ -194,20 +202,7 @@ class PolicyFile(Strict):
         key_ids = [k.id for v in self.auth.vendors for k in v.keys]
         for key_id in sorted({k for k in key_ids if key_ids.count(k) > 1}):
             problems.append(f"auth.vendors: key id {key_id!r} is used more than once")
-        if self.defaults.url_ttl > self.defaults.max_url_ttl:
-            problems.append("defaults.url_ttl: exceeds defaults.max_url_ttl")
-        share = self.defaults.min_remaining
-        ttls = [("defaults.url_ttl", self.defaults.url_ttl)] + [
-            (f"datasets.{name}.url_ttl", ds.url_ttl) for name, ds in self.datasets.items() if ds.url_ttl is not None
-        ]
-        for where, ttl in ttls:
-            if where != "defaults.url_ttl" and ttl > self.defaults.max_url_ttl:
-                problems.append(f"{where}: exceeds defaults.max_url_ttl")
-            if ttl < 10:
-                problems.append(f"{where}: must be at least 10s")
-            elif ttl * (1 - share) < 1:
-                # URLs are signed at whole seconds: a bucket under 1 s cannot keep the minimum life.
-                problems.append(f"{where}: with min_remaining {share}, a URL must live at least {1 / (1 - share):g}s")
+        problems += ttl_problems(self.defaults, {name: ds.url_ttl for name, ds in self.datasets.items()})
         for name, dataset in self.datasets.items():
             for i, rule in enumerate(dataset.rules):
                 where = f"datasets.{name}.rules.{i}"

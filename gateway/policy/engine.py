@@ -52,9 +52,10 @@ def _rule_gaps(rule: Rule, principal: Principal, client_ip: IPAddress, ranges: R
 
 Ranges = tuple[tuple[int, int, int], ...]  # (version, first, last) as integers
 _VENDORISH = (AuthMethod.VENDOR_HMAC, AuthMethod.OIDC)
-# An issuer vouches for its bearer tokens and for the browser sessions signed in with it alike; a
-# browser session is never a vendor (it is an employee's browser).
-_SIGNED_IN = (AuthMethod.OIDC, AuthMethod.BROWSER_SESSION)
+# An issuer vouches for its bearer tokens and for the browser sessions signed in with it alike (and
+# for their capabilities: a session's delegate); a browser session is never a vendor (it is an
+# employee's browser).
+_SIGNED_IN = (AuthMethod.OIDC, AuthMethod.BROWSER_SESSION, AuthMethod.CAPABILITY)
 
 
 def _ranges(rule: Rule) -> Ranges | None:
@@ -151,12 +152,17 @@ class CompiledDataset:
     rules: tuple[CompiledRule, ...] = ()
     min_remaining: float = 0.5
     proxy: bool = False  # delivery: proxy (decided here once, so a redirect request parses nothing more)
+    auto: bool = False  # delivery: auto: a stream for what a page can read (CORS), else a redirect
     ttl: int = field(init=False)
     bucket: int = field(init=False)
     min_life: float = field(init=False)
     max_key_bytes: int = field(init=False)  # 1024 bytes for the whole stored key, prefix included
     _memo: dict[tuple[int, int], tuple[Principal, IPAddress, CompiledRule | None]] = field(
         init=False, default_factory=dict, repr=False)
+    _list_memo: dict[tuple[int, int], tuple[Principal, IPAddress, CompiledRule | None]] = field(
+        init=False, default_factory=dict, repr=False)
+    read_rules: tuple[CompiledRule, ...] = field(init=False, repr=False)  # the rules that grant read
+    list_rules: tuple[CompiledRule, ...] = field(init=False, repr=False)  # and list
 
     def __post_init__(self) -> None:
         ttl = int(self.url_ttl)
@@ -165,30 +171,33 @@ class CompiledDataset:
         object.__setattr__(self, "min_life", ttl * self.min_remaining)
         prefix = getattr(self.config.backend, "prefix", "")
         object.__setattr__(self, "max_key_bytes", MAX_KEY_BYTES - len(prefix.encode("utf-8")))
+        object.__setattr__(self, "read_rules", tuple(r for r in self.rules if "read" in r.rule.grants))
+        object.__setattr__(self, "list_rules", tuple(r for r in self.rules if "list" in r.rule.grants))
 
-    def decide(self, principal: Principal, client_ip: IPAddress, key: str) -> Decision:
+    def decide(self, principal: Principal, client_ip: IPAddress, key: str, action: str = "read") -> Decision:
         """Deny by default: no rules, or no matching rule, is a denial with a reason."""
         if not self.rules:
             return _NO_RULES
-        rule = self.matching_rule(principal, client_ip)
+        rule = self.matching_rule(principal, client_ip, action)
         if rule is None:
             return _NO_RULE_MATCHED
         return rule.allow if self.key_pattern.match(key) else rule.key_denied
 
-    def matching_rule(self, principal: Principal, client_ip: IPAddress) -> CompiledRule | None:
-        """The first rule that admits this caller from this address, whatever the key.
+    def matching_rule(self, principal: Principal, client_ip: IPAddress, action: str = "read") -> CompiledRule | None:
+        """The first rule that admits this caller from this address to ``action`` (``read`` or
+        ``list``), whatever the key.
 
         Remembered per (principal, address) object pair: a caller asks for many keys, and rules do
         not depend on the key. The memo is keyed by identity and holds both objects, so an id is
         never reused while its entry lives; both are immutable, so equal inputs mean equal answers.
         It lives and dies with this compiled policy (a reload starts afresh), and is bounded.
         """
-        memo = self._memo
+        memo, rules = (self._memo, self.read_rules) if action == "read" else (self._list_memo, self.list_rules)
         entry = memo.get((id(principal), id(client_ip)))
         if entry is not None and entry[0] is principal and entry[1] is client_ip:
             return entry[2]
         ip = (client_ip.version, int(client_ip))
-        found = next((rule for rule in self.rules if rule.matches(principal, client_ip, ip)), None)
+        found = next((rule for rule in rules if rule.matches(principal, client_ip, ip)), None)
         if len(memo) >= _MEMO_ENTRIES:
             memo.clear()
         memo[(id(principal), id(client_ip))] = (principal, client_ip, found)
@@ -209,6 +218,7 @@ class CompiledPolicy:
     version: str
     datasets: dict[str, CompiledDataset] = field(default_factory=dict)
     proxied: frozenset[str] = frozenset()  # the names of the proxy datasets
+    auto: frozenset[str] = frozenset()  # the names of the delivery: auto datasets
 
     def dataset(self, name: str) -> CompiledDataset | None:
         return self.datasets.get(name)
@@ -231,8 +241,10 @@ def compile_policy(policy: PolicyFile, raw: bytes | None = None) -> CompiledPoli
             rules=tuple(CompiledRule.of(rule) for rule in ds.rules),
             min_remaining=policy.defaults.min_remaining,
             proxy=ds.delivery == "proxy",
+            auto=ds.delivery == "auto",
         )
         for name, ds in policy.datasets.items()
     }
     return CompiledPolicy(source=policy, version=version, datasets=datasets,
-                          proxied=frozenset(name for name, ds in datasets.items() if ds.proxy))
+                          proxied=frozenset(name for name, ds in datasets.items() if ds.proxy),
+                          auto=frozenset(name for name, ds in datasets.items() if ds.auto))

@@ -11,6 +11,7 @@ from gateway.service.audit_scope import AuditScope
 from gateway.service.context import RequestContext, offline_context
 from gateway.service.delivery import Delivery, ProxyReads, ReadRequest
 from gateway.service.gateway_urls import GatewayUrls
+from gateway.service.listing import Listings
 from gateway.service.local import LocalFile, LocalReads
 from gateway.service.redirects import BatchItem, Redirects
 from gateway.service.signin import SignInService
@@ -29,8 +30,9 @@ class UseCases:
     proxy: ProxyReads
     local: LocalReads
     signin: SignInService
+    listings: Listings
 
 
-__all__ = ["Admitted", "AuditScope", "BatchItem", "Delivery", "Gate", "GatewayUrls", "KeyVerdict", "LocalFile",
-           "LocalReads", "ProxyReads", "ReadRequest", "Redirects", "RequestContext", "SignInService", "State",
-           "StateHolder", "UrlSignature", "UseCases", "offline_context", "url_signature"]
+__all__ = ["Admitted", "AuditScope", "BatchItem", "Delivery", "Gate", "GatewayUrls", "KeyVerdict", "Listings",
+           "LocalFile", "LocalReads", "ProxyReads", "ReadRequest", "Redirects", "RequestContext", "SignInService",
+           "State", "StateHolder", "UrlSignature", "UseCases", "offline_context", "url_signature"]

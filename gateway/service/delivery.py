@@ -36,6 +36,7 @@ class ReadRequest:
     if_modified_since: str | None = None
     if_range: str | None = None
     signature: UrlSignature | None = None  # a gateway URL's own signature, instead of a credential
+    capability: str | None = None  # a capability from the path, instead of the request's credential
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +77,8 @@ class ProxyReads:
         self.clock = clock
 
     async def read(self, ctx: RequestContext, dataset: str, raw_key: str | bytes, request: ReadRequest) -> Delivery:
-        admitted = await self.gate.admit(ctx, dataset, raw_key, action="proxy", signature=request.signature)
+        admitted = await self.gate.admit(ctx, dataset, raw_key, action="proxy", signature=request.signature,
+                                         capability=request.capability)
         ds, key = admitted.ds, admitted.key
         assert key is not None  # noqa: S101 - admitted with a key
         max_age = ds.bucket
@@ -94,7 +96,7 @@ class ProxyReads:
         backend = ds.config.backend
         return Delivery(fetched, max_age, getattr(backend, "response_content_type", None),
                         getattr(backend, "response_content_disposition", None), admitted.renewal,
-                        admitted.principal.method is AuthMethod.BROWSER_SESSION)
+                        admitted.principal.method in (AuthMethod.BROWSER_SESSION, AuthMethod.CAPABILITY))
 
     @staticmethod
     async def _upstream_request(source: ObjectSource, key: str, request: ReadRequest) -> FetchRequest:

@@ -38,11 +38,12 @@ class Redirects:
         self.gateway_urls = gateway_urls
         self.clock = clock
 
-    async def one(self, ctx: RequestContext, dataset: str, raw_key: str | bytes, *,
-                  as_json: bool = False) -> tuple[SignedUrl, int, Admitted]:
+    async def one(self, ctx: RequestContext, dataset: str, raw_key: str | bytes, *, as_json: bool = False,
+                  capability: str | None = None) -> tuple[SignedUrl, int, Admitted]:
         """The URL of one key, how long a browser may keep the answer, and what was admitted.
         ``raw_key`` is still percent-encoded, as it came in the path."""
-        admitted = await self.gate.admit(ctx, dataset, raw_key, action="sign" if as_json else "redirect")
+        admitted = await self.gate.admit(ctx, dataset, raw_key, action="sign" if as_json else "redirect",
+                                         capability=capability)
         ds, key = admitted.ds, admitted.key
         assert key is not None  # noqa: S101 - admitted with a key
         if ds.proxy:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from gateway.auth import AuthChain
 from gateway.auth.browser_client import BrowserClient
+from gateway.auth.capabilities import CapabilityAuthority
 from gateway.auth.session_auth import SessionAuthenticator
 from gateway.backends import Backend, ObjectSource
 from gateway.policy import CompiledPolicy
@@ -24,6 +25,7 @@ class State:
     # Browser sign-in: a client per issuer with ``browser:`` (by name), and the session check.
     browsers: Mapping[str, BrowserClient] = field(default_factory=dict)
     sessions: SessionAuthenticator | None = None
+    capabilities: CapabilityAuthority | None = None  # with browser sign-in: the session's delegates
     # Origins whose pages may use the browser session (credentialed CORS is for them only).
     embedders: frozenset[str] = field(init=False)
 

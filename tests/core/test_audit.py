@@ -1,4 +1,5 @@
-"""Audit: hash chains that name the changed line, the queue, the file sink, fail-closed, and no secrets."""
+"""Audit: hash chains that name the changed line, the queue, the file sink, fail-closed, and no secrets
+(checkpoints: test_audit_anchor.py; rotation: test_audit_rotation.py; reports: test_audit_report.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 
 from gateway.app.runtime import Runtime
 from gateway.audit.chain import Chain, verify_lines
+from gateway.audit.checkpoint import default_path
 from gateway.audit.log import AuditLog
 from gateway.audit.sinks import FileSink
 from gateway.cli import main
@@ -90,6 +92,15 @@ def test_deleting_a_line_names_where_it_was(index: int) -> None:
     assert not result.ok
     assert result.line == index + 1
     assert result.problem and "missing" in result.problem
+
+
+def test_a_chain_that_starts_mid_way_needs_a_reopen_mark_unless_partial() -> None:
+    lines = sealed(10)[4:]  # the first four removed: no reopen checkpoint says the file may start here
+    result = verify_lines(lines)
+    assert (result.ok, result.line) == (False, 1)
+    assert result.problem and "expected seq 1 or a reopen checkpoint, got seq 5" in result.problem
+    partial = verify_lines(lines, partial=True)  # an excerpt, or a stream MAXLEN trimmed
+    assert partial.ok and any("continues chain host:1:abcd:file from seq 5" in n for n in partial.notes)
 
 
 @pytest.mark.parametrize(("a", "b"), [(0, 1), (2, 6), (3, 9)])
@@ -175,6 +186,9 @@ def test_several_workers_append_to_one_file_without_tearing(tmp_path: Path,
     assert ids == {f"w{w}-{i}" for w in range(3) for i in range(300)}
     assert main(["audit", "verify", str(path)]) == 0
     assert "900 records in 3 chains" in capsys.readouterr().out
+    # Each worker checkpointed its chain's head at shutdown, beside the file: every end is anchored.
+    assert main(["audit", "verify", "--checkpoints", str(default_path(path)), str(path)]) == 0
+    assert "900 records in 3 chains; 3 checkpoints matched" in capsys.readouterr().out
 
 
 def test_audit_verify_names_the_changed_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

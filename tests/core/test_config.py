@@ -428,3 +428,113 @@ def test_empty_names_in_identity_conditions_are_rejected() -> None:
             rules: [{name: r, emails: [""]}]
         """)
     assert any("empty name" in p for p in problems)
+
+
+# -- one validation, every problem at once (issue 25, findings 13-15) -------------------------------
+
+def test_an_empty_list_does_not_hide_the_ttl_problems() -> None:
+    """The schema failing in one rule used to stop before the cross-section checks ran."""
+    problems = problems_of("""\
+        version: 1
+        defaults: {url_ttl: 2h, max_url_ttl: 1h}
+        datasets:
+          a:
+            backend: {kind: local, path: ./data}
+            url_ttl: 5s
+            rules: [{name: r, anonymous: true, networks: []}]
+          b:
+            backend: {kind: local, path: ./data}
+            url_ttl: 3h
+            rules: [{name: lo, anonymous: true, networks: [127.0.0.0/8]}]
+        """)
+    assert "datasets.a.rules.0: an empty list matches nothing; remove the condition or fill it" in problems
+    assert "defaults.url_ttl: exceeds defaults.max_url_ttl" in problems
+    assert "datasets.a.url_ttl: must be at least 10s" in problems
+    assert "datasets.b.url_ttl: exceeds defaults.max_url_ttl" in problems
+
+
+def test_a_url_ttl_in_milliseconds_parses_but_is_below_the_minimum() -> None:
+    assert parse_duration("250ms") == 0.25
+    problems = problems_of_doc(minimal(defaults={"url_ttl": "250ms"}))
+    assert problems == ["defaults.url_ttl: must be at least 10s"]
+
+
+GCS_PROXY_HMAC = {"backend": {"kind": "gcs", "bucket": "acme-med", "signer": "hmac", "hmac_access_id_env": "ID",
+                              "hmac_secret_env": "SECRET"},
+                  "delivery": "proxy", "rules": [{"name": "r", "groups": ["g"]}]}
+
+
+def test_check_config_refuses_what_serve_refuses_gcs_hmac_with_proxy(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "gh.yaml"
+    path.write_text(yaml.safe_dump(minimal(datasets={"scans": GCS_PROXY_HMAC})))
+    assert main(["check-config", str(path)]) == 1
+    assert "datasets.scans.delivery: proxy delivery reads GCS with an OAuth access token" in capsys.readouterr().err
+
+
+def test_serve_refuses_it_with_the_same_words(tmp_path: Path) -> None:
+    from gateway.app import create_app
+    from gateway.settings import Settings
+
+    path = tmp_path / "gh.yaml"
+    path.write_text(yaml.safe_dump(minimal(datasets={"scans": GCS_PROXY_HMAC})))
+    with pytest.raises(ConfigError) as info:
+        create_app(Settings(config=path, signing_key="k" * 32), environ={"ID": "GOOG1", "SECRET": "s" * 40})
+    assert any(p.startswith("datasets.scans.delivery: proxy delivery reads GCS") for p in info.value.problems)
+
+
+def test_the_gcs_check_is_reported_with_schema_problems_elsewhere() -> None:
+    problems = problems_of_doc(minimal(datasets={"scans": GCS_PROXY_HMAC, "bad": {"backend": {"kind": "nope"}}}))
+    assert any(p.startswith("datasets.scans.delivery:") for p in problems)
+    assert any(p.startswith("datasets.bad.backend") for p in problems)
+
+
+@pytest.mark.parametrize("rules", [[], None])
+def test_a_dataset_without_rules_is_valid_and_warned_about(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           rules: list[object] | None) -> None:
+    """DESIGN.md: deny by default; a dataset without rules is unreachable. Valid, but said."""
+    dataset: dict[str, Any] = {"backend": {"kind": "local", "path": str(tmp_path)}}
+    if rules is not None:
+        dataset["rules"] = rules
+    path = tmp_path / "closed.yaml"
+    path.write_text(yaml.safe_dump(minimal(datasets={"closed": dataset})))
+    assert main(["check-config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "warning: datasets.closed: no rules, so no request can reach it (deny by default)" in out
+
+
+VENDORS = {"vendors": [{"name": "aq", "keys": [{"id": "aq-1", "secret_env": "AQ_ONE"},
+                                               {"id": "aq-2", "secret_env": "AQ_TWO"}]}]}
+
+
+def test_a_secret_absent_here_is_a_note_and_a_bad_one_a_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "vendors.yaml"
+    doc = minimal(auth=VENDORS)
+    doc["datasets"]["d"]["rules"] = [{"name": "r", "vendors": ["aq"]}]
+    path.write_text(yaml.safe_dump(doc))
+    monkeypatch.delenv("AQ_ONE", raising=False)
+    monkeypatch.delenv("AQ_TWO", raising=False)
+    assert main(["check-config", str(path)]) == 0  # CI holds no production secrets
+    out = capsys.readouterr().out
+    assert "note: auth.vendors.0.keys.0.secret_env: AQ_ONE is not set here; gateway serve reads it from the " \
+           "environment at startup, and refuses to start without it" in out
+    monkeypatch.setenv("AQ_ONE", "short")
+    monkeypatch.setenv("AQ_TWO", "a-long-enough-secret-for-the-gateway")
+    assert main(["check-config", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert "  - auth.vendors.0.keys.0: the secret in environment variable AQ_ONE is shorter than 16 bytes" in \
+        captured.err
+    assert "short" not in captured.err.replace("shorter", "")  # the secret itself is never shown
+    assert "AQ_TWO" not in captured.err
+
+
+def test_settings_problems_and_policy_problems_come_together(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(minimal(defaults={"url_ttl": "5s"})))
+    monkeypatch.setenv("GATEWAY_LOG_LEVEL", "loud")
+    assert main(["check-config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "  - GATEWAY_LOG_LEVEL: must be one of" in err
+    assert "  - defaults.url_ttl: must be at least 10s" in err

@@ -99,3 +99,27 @@ def test_startup_warns_and_readyz_shows_each_delivery(tmp_path: Path, caplog: py
         "signed-in": {"delivery": "redirect", "network_binding": False},
     }
     assert ROLE not in httpx.get(f"{gw.url}/readyz", timeout=10).text
+
+
+def test_explain_names_auto_delivery_and_azure_binding(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("""version: 1
+datasets:
+  lidar:
+    delivery: auto
+    backend: {kind: s3, bucket: acme-raw}
+    rules: [{name: office, anonymous: true, networks: [10.0.0.0/8]}]
+  blobs:
+    backend: {kind: azure, account: acmedata, container: raw, network_binding: {source_ips: [203.0.113.0/28]}}
+    rules: [{name: office, anonymous: true, networks: [10.0.0.0/8]}]
+  files:
+    delivery: auto
+    backend: {kind: local, path: /srv}
+    rules: [{name: office, anonymous: true, networks: [10.0.0.0/8]}]
+""")
+    lines = {name: _cli("explain", "--config", str(policy), "--dataset", name, "--key", "a.jpg", "--ip", "10.1.2.3")
+             for name in ("lidar", "blobs", "files")}
+    assert ("delivery: auto (streamed to a page that reads the answer, Sec-Fetch-Mode cors; otherwise redirect "
+            "(a presigned URL; any network rule is checked at the gateway only))") in lines["lidar"].stdout
+    assert "delivery: redirect, bound to the network by the sip of each SAS" in lines["blobs"].stdout
+    assert "delivery: auto, local (" in lines["files"].stdout

@@ -201,3 +201,48 @@ def test_bad_bindings_are_clear_errors(binding: dict[str, object], message: str)
     with pytest.raises(ConfigError) as caught:
         parse_policy(text)
     assert any(message in p for p in caught.value.problems), caught.value.problems
+
+
+def test_auto_binds_its_redirects_and_streams_with_the_gateways_own_credentials(
+        sts_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``delivery: auto`` with ``network_binding``: a redirect carries the bound session (an ``<img>``
+    from outside the networks fails at S3), a stream is read with the pod's own credentials (the bound
+    session would refuse the gateway's egress). s3rver accepts only its own key: a stream signed
+    with the STS session's key would be refused."""
+    import time
+
+    from gateway.backends.http_pool import UpstreamPool
+    from gateway.backends.s3_source import S3Source
+    from gateway.models import FetchRequest
+    from tests.s3rver.harness import ACCESS_KEY, SECRET_KEY, running_s3rver, s3_client
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)  # the pod's own credentials, which s3rver knows
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    policy = parse_policy(f"""version: 1
+datasets:
+  lidar:
+    delivery: auto
+    backend: {{kind: s3, bucket: acme-raw, network_binding: {{role_arn: "{ROLE}", source_ips: [203.0.113.0/28]}}}}
+    rules: [{{name: office, anonymous: true, networks: [10.0.0.0/8]}}]
+""")
+    assert policy.datasets["lidar"].delivery == "auto"  # binding an auto dataset is valid (its redirects)
+    with running_s3rver() as endpoint:
+        s3_client(endpoint).create_bucket(Bucket="acme-raw")
+        s3_client(endpoint).put_object(Bucket="acme-raw", Key="datasets/driving/a.bin", Body=b"bytes")
+        backend = S3Backend(config(BINDINGS["ips-only"], endpoint_url=endpoint, addressing_style="path"))
+        url, _ = sign(backend, "a.bin", signed_at=int(time.time()))
+        query = parse_qs(urlsplit(url).query)
+        assert "X-Amz-Security-Token" in query and not query["X-Amz-Credential"][0].startswith(ACCESS_KEY)
+
+        async def stream() -> bytes:
+            pool = UpstreamPool()
+            try:
+                fetched = await S3Source(backend, pool).fetch("a.bin", FetchRequest())
+                assert fetched.body is not None
+                body = b"".join([chunk async for chunk in fetched.body])
+                fetched.release()
+                return body
+            finally:
+                await pool.aclose()
+
+        assert asyncio.run(stream()) == b"bytes"

@@ -36,8 +36,19 @@ def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 
 def test_the_required_scenarios_exist() -> None:
-    assert {"s3-irsa", "gcs-workload-identity", "ingress-tls", "existing-secret", "monitoring",
-            "proxy-delivery", "browser-sign-in"} <= set(SCENARIOS)
+    assert {"s3-irsa", "gcs-workload-identity", "azure-workload-identity", "ingress-tls", "existing-secret",
+            "monitoring", "proxy-delivery", "browser-sign-in"} <= set(SCENARIOS)
+
+
+def test_azure_workload_identity_labels_the_pods(rendered: dict[str, Rendered]) -> None:
+    """The webhook injects the federated token only into pods with this label."""
+    assert _pod_labels(rendered["azure-workload-identity"]).get("azure.workload.identity/use") == "true"
+    assert "azure.workload.identity/use" not in _pod_labels(rendered["default"])
+
+
+def _pod_labels(r: Rendered) -> dict[str, str]:
+    labels: dict[str, str] = r.gateway()["spec"]["template"]["metadata"]["labels"]
+    return labels
 
 
 @pytest.mark.parametrize("scenario", ALL)
@@ -196,12 +207,15 @@ def test_network_policy(rendered: dict[str, Rendered], scenario: str) -> None:
     assert _matches(policy["spec"]["podSelector"]["matchLabels"], pod_labels)
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     # Ingress: exactly the HTTP port, from the configured peers (or any peer), and the admin port
-    # from its own peers.
-    [api, admin] = policy["spec"]["ingress"]
+    # only from its own peers: with none, no rule opens it (docs/hardening.md, docs/deploy.md).
+    api, *admin = policy["spec"]["ingress"]
     assert api["ports"] == [{"port": "http", "protocol": "TCP"}]
     assert api.get("from", []) == r.values.get("networkPolicy", {}).get("ingressFrom", [])
-    assert admin["ports"] == [{"port": "admin", "protocol": "TCP"}]
-    assert admin.get("from", []) == r.values.get("networkPolicy", {}).get("adminIngressFrom", [])
+    admin_peers = r.values.get("networkPolicy", {}).get("adminIngressFrom", [])
+    if admin_peers:
+        assert admin == [{"ports": [{"port": "admin", "protocol": "TCP"}], "from": admin_peers}]
+    else:
+        assert admin == []
     egress = policy["spec"]["egress"]
     ports = {(p["port"], p["protocol"]) for e in egress for p in e.get("ports", [])}
     assert {(53, "UDP"), (53, "TCP"), (443, "TCP")} <= ports
@@ -237,6 +251,7 @@ def test_bundled_redis_is_reachable_only_from_the_gateway(rendered: dict[str, Re
 @pytest.mark.parametrize(("scenario", "expected"), [
     ("s3-irsa", {ROLE_ARN: "arn:aws:iam::123456789012:role/url-signing-gateway"}),
     ("gcs-workload-identity", {GSA: "url-signing-gateway@acme-data.iam.gserviceaccount.com"}),
+    ("azure-workload-identity", {"azure.workload.identity/client-id": "00000000-1111-2222-3333-444444444444"}),
     ("ingress-tls", {}),
     ("default", {}),
 ])
@@ -435,3 +450,29 @@ def test_external_redis_values_become_settings_and_mounts(rendered: dict[str, Re
     # The sentinels' password comes from its Secret, never as a plain value.
     sentinel = [e for e in r.container()["env"] if e["name"] == "GATEWAY_REDIS_SENTINEL_PASSWORD"]
     assert all("valueFrom" in e and "value" not in e for e in sentinel)
+
+
+def test_the_admin_port_is_closed_by_default(rendered: dict[str, Rendered]) -> None:
+    """Finding 9 of issue 25: the default policy opened the admin port (metrics, the detailed
+    readiness) to any source. Every rule that names the admin port must name its peers."""
+    for name, r in rendered.items():
+        ingress = r.one("NetworkPolicy", "gw-gateway")["spec"]["ingress"]
+        for rule in ingress:
+            if any(port["port"] == "admin" for port in rule["ports"]):
+                assert rule.get("from"), f"{name}: the admin port is open to any source"
+    default = rendered["default"].one("NetworkPolicy", "gw-gateway")["spec"]["ingress"]
+    assert [port["port"] for rule in default for port in rule["ports"]] == ["http"]
+
+
+def test_a_service_monitor_needs_the_admin_port_opened_to_prometheus(helm_bin: Path) -> None:
+    """Prometheus scrapes the admin port: a ServiceMonitor without adminIngressFrom would scrape
+    nothing, so the chart refuses to render it and says what to set."""
+    refused = template(helm_bin, "--set", "metrics.serviceMonitor.enabled=true", check=False)
+    assert refused.returncode != 0
+    assert "networkPolicy.adminIngressFrom" in refused.stderr
+    opened = template(helm_bin, "--set", "metrics.serviceMonitor.enabled=true",
+                      "--set", "networkPolicy.adminIngressFrom[0].podSelector.matchLabels.app=prometheus")
+    assert "kind: ServiceMonitor" in opened.stdout
+    without_policy = template(helm_bin, "--set", "metrics.serviceMonitor.enabled=true",
+                              "--set", "networkPolicy.enabled=false")
+    assert "kind: ServiceMonitor" in without_policy.stdout

@@ -235,3 +235,43 @@ def test_spoofed_x_forwarded_for_changes_nothing(gateway_server, tmp_path: Path,
             assert_error(response, 401, "unauthenticated")
         else:
             assert response.status == 302, response.body
+
+
+# -- the image's embedded default (Dockerfile: GATEWAY_HOST=0.0.0.0, no public URL) -----------------
+
+def _dockerfile_env() -> dict[str, str]:
+    """The GATEWAY_* values of the Dockerfile's final ENV, as the image runs with them."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            for word in line.split()[1:]:
+                name, sep, value = word.partition("=")
+                if sep and name.startswith("GATEWAY_"):
+                    env[name] = value
+    return env
+
+
+def test_the_images_default_answers_a_loopback_client_by_its_loopback_name(tmp_path: Path) -> None:
+    """docs/deploy.md: the embedded default admits loopback clients. Listening on 0.0.0.0 without a
+    public URL, the only Host it answered was 0.0.0.0 (issue 25, finding 4): a client in the
+    container asking for 127.0.0.1:8080 got 421."""
+    env = _dockerfile_env()
+    assert env["GATEWAY_HOST"] == "0.0.0.0" and "GATEWAY_PUBLIC_URL" not in env
+    data = make_data_dir(tmp_path)
+    port = free_port()
+    env.update(GATEWAY_LOCAL_DIR=str(data), GATEWAY_PORT=str(port))
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve"], cwd=tmp_path, env=clean_env(**env),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for_port(port, timeout=20)
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "127.0.0.1:8080"):
+            answer = httpx.get(f"http://127.0.0.1:{port}/v1/datasets/local/objects/a.bin", headers={"Host": host},
+                               timeout=10)
+            assert answer.status_code == 302, (host, answer.text)
+        stranger = httpx.get(f"http://127.0.0.1:{port}/v1/datasets/local/objects/a.bin",
+                             headers={"Host": "rebound.example"}, timeout=10)
+        assert stranger.status_code == 421  # DNS rebinding protection stays
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=15)

@@ -39,6 +39,9 @@ VERSION = "4.0.4"
 ACCESS_KEY = "S3RVER"  # s3rver's built-in account
 SECRET_KEY = "S3RVER"
 SERVER_JS = Path(__file__).with_name("server.js")
+# s3rver 4.0.4 encrypts ListObjectsV2 continuation tokens with DES, which OpenSSL 3 (Node 17 and
+# later) only offers through its legacy provider: without it every truncated listing is a 500.
+NODE_FLAGS = ("--openssl-legacy-provider",)
 _READY = "S3RVER READY "
 
 
@@ -86,7 +89,7 @@ def running_s3rver(*, port: int = 0, timeout: float = 30.0) -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="s3rver-") as data, tempfile.TemporaryFile("w+") as log:
         env = {**os.environ, "NODE_PATH": str(modules)}
         proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-            [str(node), str(SERVER_JS), str(port), data],
+            [str(node), *NODE_FLAGS, str(SERVER_JS), str(port), data],
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
