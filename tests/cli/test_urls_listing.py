@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -54,9 +55,9 @@ def test_a_listing_walks_every_page_of_a_bucket(tmp_path: Path) -> None:
         bucket = f"b{uuid.uuid4().hex[:12]}"
         client = s3_client(endpoint)
         client.create_bucket(Bucket=bucket)
-        keys = [f"frames/{i:05d}.jpg" for i in range(2050)]  # three pages of 1000
-        for key in keys:
-            client.put_object(Bucket=bucket, Key=f"ds/{key}", Body=b"j")
+        keys = [f"frames/{i:05d}.jpg" for i in range(2001)]  # three pages: 1000, 1000 and 1
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda key: client.put_object(Bucket=bucket, Key=f"ds/{key}", Body=b"j"), keys))
         client.put_object(Bucket=bucket, Key="elsewhere.jpg", Body=b"not the dataset's")
         policy = tmp_path / "policy.yaml"
         policy.write_text(

@@ -90,7 +90,7 @@ def test_a_good_browser_config_is_normalized() -> None:
 @pytest.mark.parametrize("keys", [
     "a" * 44, "c2hvcnQ=", "not base64 at all, with spaces", base64.b64encode(b"\x00" * 32).decode(),
     session_key() + ",tooshort",
-])
+], ids=["44-a", "too-short", "not-base64", "zeros", "second-too-short"])
 def test_session_keys_need_32_random_bytes_each(keys: str) -> None:
     with pytest.raises(ValidationError) as info:
         Settings(session_keys=keys)
