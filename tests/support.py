@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import selectors
 import shutil
 import socket
 import subprocess
@@ -76,6 +78,35 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
             return
         time.sleep(0.02)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def wait_for_line(proc: subprocess.Popen[str], ready: re.Pattern[str], timeout: float, what: str) -> str:
+    """Group 1 of the first line of ``proc``'s stdout that ``ready`` finds: how the test servers written
+    in Node (s3rver, Azurite, oidc-provider) say where they listen. RuntimeError, naming ``what``, when
+    no such line comes within ``timeout`` or the process exits first."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        while (left := deadline - time.monotonic()) > 0 and selector.select(left):
+            line = proc.stdout.readline()
+            if not line:  # the process exited
+                break
+            if match := ready.search(line):
+                return match.group(1).strip()
+    raise RuntimeError(f"{what} did not become ready within {timeout:.0f}s (exit code {proc.poll()})")
+
+
+def stop_process(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM, SIGKILL when it is still there after 5 s; then its stdout pipe is closed."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+    if proc.stdout is not None:
+        proc.stdout.close()
 
 
 @dataclass

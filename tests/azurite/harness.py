@@ -21,12 +21,10 @@ import ipaddress
 import json
 import os
 import re
-import selectors
 import shutil
 import ssl
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,7 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.support import need, node_package
+from tests.support import need, node_package, stop_process, wait_for_line
 
 PACKAGE = "azurite"
 VERSION = "3.35.0"  # the last release that runs on Node 20
@@ -100,22 +98,6 @@ def _main_js() -> Path:
     return folder / "dist" / "src" / "blob" / "main.js"
 
 
-def _wait_ready(proc: subprocess.Popen[str], timeout: float) -> str:
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        while (left := deadline - time.monotonic()) > 0:
-            if not selector.select(left):
-                break
-            line = proc.stdout.readline()
-            if not line:  # the process exited
-                break
-            if match := _READY.search(line):
-                return match.group(1)
-    raise RuntimeError(f"Azurite did not become ready within {timeout:.0f}s (exit code {proc.poll()})")
-
-
 @contextmanager
 def running_azurite(*, tls: Tls | None = None, timeout: float = 30.0) -> Iterator[Azurite]:
     """Start Azurite's blob service on a free loopback port, with a fresh temporary workspace; the
@@ -133,17 +115,10 @@ def running_azurite(*, tls: Tls | None = None, timeout: float = 30.0) -> Iterato
                                 env={k: v for k, v in os.environ.items() if k != "AZURITE_ACCOUNTS"})
         try:
             try:
-                base = _wait_ready(proc, timeout)
+                base = wait_for_line(proc, _READY, timeout, "Azurite")
             except RuntimeError as exc:
                 log.seek(0)
                 raise RuntimeError(f"{exc}\n{log.read()[-2000:]}") from None
             yield Azurite(f"{base}/{ACCOUNT}", tls)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-            if proc.stdout is not None:
-                proc.stdout.close()
+            stop_process(proc)

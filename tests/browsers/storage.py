@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import selectors
+import re
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -24,10 +23,10 @@ from botocore.config import Config
 
 from tests.browsers.tls import TestCA
 from tests.s3rver.harness import ACCESS_KEY, NODE_FLAGS, SECRET_KEY, install
-from tests.support import free_port, need
+from tests.support import free_port, need, stop_process, wait_for_line
 
 SCRIPT = Path(__file__).with_name("storage.js")
-_READY = "STORAGE READY "
+_READY = re.compile(r"^STORAGE READY (.+)")
 
 
 def cors_xml(origins: list[str]) -> str:
@@ -38,20 +37,6 @@ def cors_xml(origins: list[str]) -> str:
             "<AllowedMethod>HEAD</AllowedMethod><AllowedHeader>*</AllowedHeader>"
             "<ExposeHeader>Content-Range</ExposeHeader><ExposeHeader>Content-Length</ExposeHeader>"
             "<ExposeHeader>ETag</ExposeHeader><MaxAgeSeconds>600</MaxAgeSeconds></CORSRule></CORSConfiguration>")
-
-
-def _ready(proc: subprocess.Popen[str], timeout: float) -> str:
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        while (left := deadline - time.monotonic()) > 0 and selector.select(left):
-            line = proc.stdout.readline()
-            if not line:
-                break
-            if line.startswith(_READY):
-                return line[len(_READY):].strip()
-    raise RuntimeError(f"the storage did not start within {timeout:.0f}s (exit code {proc.poll()})")
 
 
 @contextlib.contextmanager
@@ -80,19 +65,12 @@ def running_storage(ca: TestCA, host: str, buckets: dict[str, list[str] | None],
             env={"PATH": "/usr/bin:/bin", "NODE_PATH": str(modules)})
         try:
             try:
-                endpoint = _ready(proc, timeout)
+                endpoint = wait_for_line(proc, _READY, timeout, "the storage")
             except RuntimeError as exc:
                 raise RuntimeError(f"{exc}\n{Path(log.name).read_text()[-2000:]}") from None
             yield endpoint
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-            if proc.stdout is not None:
-                proc.stdout.close()
+            stop_process(proc)
             log.close()
 
 

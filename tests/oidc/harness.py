@@ -10,23 +10,22 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import selectors
+import re
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support import need, node_package
+from tests.support import need, node_package, stop_process, wait_for_line
 
 PACKAGE = "oidc-provider"
 MAJOR = "9"
 SCRIPT = Path(__file__).with_name("provider.mjs")
 HOST = "127.0.0.2"  # another site than the gateway (127.0.0.1) and the vendor page (localhost)
-_READY = "OIDC READY "
+_READY = re.compile(r"^OIDC READY (.+)")
 
 
 def install() -> Path:
@@ -49,22 +48,6 @@ class Provider:
         return next(c for c in self.clients if c["client_id"] == client_id)
 
 
-def _wait_ready(proc: subprocess.Popen[str], timeout: float) -> str:
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        while (left := deadline - time.monotonic()) > 0:
-            if not selector.select(left):
-                break
-            line = proc.stdout.readline()
-            if not line:
-                break
-            if line.startswith(_READY):
-                return line[len(_READY):].strip()
-    raise RuntimeError(f"oidc-provider did not become ready within {timeout:.0f}s (exit code {proc.poll()})")
-
-
 @contextlib.contextmanager
 def running_provider(port: int, clients: list[dict[str, Any]], accounts: dict[str, dict[str, Any]],
                      *, timeout: float = 30.0) -> Iterator[Provider]:
@@ -83,16 +66,9 @@ def running_provider(port: int, clients: list[dict[str, Any]], accounts: dict[st
                 env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "OIDC_PROVIDER_ENTRY": str(entry)})
             try:
                 try:
-                    issuer = _wait_ready(proc, timeout)
+                    issuer = wait_for_line(proc, _READY, timeout, "oidc-provider")
                 except RuntimeError as exc:
                     raise RuntimeError(f"{exc}\n{log.read_text()[-2000:]}") from None
                 yield Provider(issuer, clients, accounts, log)
             finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=5)
-                if proc.stdout is not None:
-                    proc.stdout.close()
+                stop_process(proc)

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,7 +31,7 @@ import pytest
 from botocore.client import BaseClient
 from botocore.config import Config
 
-from tests.support import node_package
+from tests.support import node_package, stop_process, wait_for_line
 
 PACKAGE = "@20minutes/s3rver"
 VERSION = "4.0.4"
@@ -42,7 +41,7 @@ SERVER_JS = Path(__file__).with_name("server.js")
 # s3rver 4.0.4 encrypts ListObjectsV2 continuation tokens with DES, which OpenSSL 3 (Node 17 and
 # later) only offers through its legacy provider: without it every truncated listing is a 500.
 NODE_FLAGS = ("--openssl-legacy-provider",)
-_READY = "S3RVER READY "
+_READY = re.compile(r"^S3RVER READY (.+)")
 
 
 def _unavailable(reason: str) -> None:
@@ -58,22 +57,6 @@ def install() -> Path:
     if json.loads((folder / "package.json").read_text()).get("version") != VERSION:
         raise AssertionError(f"package-lock.json pins {PACKAGE} at another version than {VERSION}")
     return folder.parents[1]
-
-
-def _wait_ready(proc: subprocess.Popen[str], timeout: float) -> str:
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        while (left := deadline - time.monotonic()) > 0:
-            if not selector.select(left):
-                break
-            line = proc.stdout.readline()
-            if not line:  # the process exited
-                break
-            if line.startswith(_READY):
-                return line[len(_READY) :].strip()
-    raise RuntimeError(f"s3rver did not become ready within {timeout:.0f}s (exit code {proc.poll()})")
 
 
 @contextmanager
@@ -97,20 +80,13 @@ def running_s3rver(*, port: int = 0, timeout: float = 30.0) -> Iterator[str]:
         )
         try:
             try:
-                endpoint = _wait_ready(proc, timeout)
+                endpoint = wait_for_line(proc, _READY, timeout, "s3rver")
             except RuntimeError as exc:
                 log.seek(0)
                 raise RuntimeError(f"{exc}\n{log.read()[-2000:]}") from None
             yield endpoint
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-            if proc.stdout is not None:
-                proc.stdout.close()
+            stop_process(proc)
 
 
 def s3_client(endpoint: str, *, region: str = "us-east-1") -> BaseClient:

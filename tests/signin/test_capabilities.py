@@ -4,6 +4,7 @@ the path and as a bearer token, its scope, address, page, expiry and session, an
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -106,6 +107,27 @@ def test_each_refusal_has_its_own_code(gw: SignInGateway, capability: str, clock
     assert_error(two, 401, "ambiguous_credentials")
     clock.offset = 16 * 60  # past its 15 minutes
     assert_error(get(gw.url, f"/v1/c/{capability}/datasets/ml/objects/a.bin"), 401, "capability_expired")
+
+
+def test_a_capability_is_in_no_log_line_and_no_metric(gw: SignInGateway, capability: str,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    tampered = capability[:-6] + ("AAAAAA" if not capability.endswith("AAAAAA") else "BBBBBB")
+    answers = [get(gw.url, f"/v1/c/{capability}/datasets/ml/objects/a.bin"),
+               get(gw.url, f"/v1/c/{capability}/datasets/staff/objects/a.bin"),  # out of scope
+               get(gw.url, f"/v1/c/{capability}/datasets/ml/objects/a.bin", origin="https://evil.example"),
+               get(gw.url, f"/v1/c/{tampered}/datasets/ml/objects/a.bin"),
+               get(gw.url, "/v1/datasets/ml/objects/a.bin", authorization=f"Bearer {tampered}")]
+    assert [a.status_code for a in answers] == [302, 403, 401, 401, 401]
+    metrics = httpx.get(f"{gw.url}/metrics", timeout=10)
+    assert metrics.status_code == 200 and "gateway_requests_total" in metrics.text
+    # The server's own lines (the test's HTTP client logs its URLs; uvicorn's access log is off under
+    # `gateway serve`, which tests/e2e/test_quickstart.py checks on a real process).
+    server_lines = "\n".join(f"{r.getMessage()} {r.args}" for r in caplog.records
+                             if r.name.startswith(("gateway", "uvicorn.error", "starlette", "fastapi")))
+    signature = capability.rsplit(".", 1)[-1]
+    for text in (server_lines, metrics.text, gw.audit.read_text(), *(a.text for a in answers)):
+        assert signature not in text and tampered.rsplit(".", 1)[-1] not in text
 
 
 def test_the_session_cookie_beside_a_capability_is_not_read(gw: SignInGateway, capability: str,
