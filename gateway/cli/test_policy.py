@@ -12,16 +12,22 @@ import time
 import xml.etree.ElementTree as ET  # noqa: S405 - writes XML, parses none
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gateway.app.offline import OfflinePolicy, load_offline_policy, offline_gate, offline_state
 from gateway.cli.common import EPILOG, Subparsers, settings_from
-from gateway.cli.policy_cases import CasesFile, Outcome, check_references, decided, evaluate, expected, load_cases
 from gateway.errors import ConfigError
+
+if TYPE_CHECKING:  # imported when the command runs: every other command (and --help) starts without the app
+    from gateway.app.offline import OfflinePolicy
+    from gateway.cli.policy_cases import CasesFile, Outcome
 
 PASSED, FAILED, BAD_INPUT = 0, 1, 2
 
 
 async def run_cases(cases: CasesFile, loaded: OfflinePolicy) -> list[tuple[Outcome, float]]:
+    from gateway.app.offline import offline_gate, offline_state
+    from gateway.cli.policy_cases import evaluate
+
     state = offline_state(loaded)
     gate = offline_gate()
     outcomes = []
@@ -54,6 +60,8 @@ def junit(outcomes: Sequence[tuple[Outcome, float]], *, policy: str, version: st
 
 
 def _details(outcome: Outcome) -> str:
+    from gateway.cli.policy_cases import decided, expected
+
     case = outcome.case
     who = ("vendor " + case.vendor if case.vendor else f"oidc {case.oidc.issuer}/{case.oidc.subject}" if case.oidc
            else f"session {case.session.issuer}/{case.session.subject}" if case.session else "anonymous")
@@ -63,6 +71,9 @@ def _details(outcome: Outcome) -> str:
 
 
 def cmd_test_policy(args: argparse.Namespace) -> int:
+    from gateway.app.offline import load_offline_policy, offline_state
+    from gateway.cli.policy_cases import check_references, load_cases
+
     try:
         settings = settings_from({"config": args.config, "local_dir": args.local_dir})
         loaded = load_offline_policy(settings)

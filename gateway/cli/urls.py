@@ -13,9 +13,8 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from gateway.app.offline import OfflinePolicy, dataset_lister, load_offline_policy
 from gateway.cli.common import EPILOG, Subparsers, settings_from
 from gateway.cli.manifests import FORMATS, Item, Writer, make_writer
 from gateway.errors import ConfigError, GatewayError, InvalidKey
@@ -23,6 +22,9 @@ from gateway.keys import MAX_KEY_BYTES, validate_key
 from gateway.media import content_type
 from gateway.routes import object_path
 from gateway.settings import Settings
+
+if TYPE_CHECKING:  # imported when the command runs: every other command (and --help) starts without the app
+    from gateway.app.offline import OfflinePolicy
 
 PAGE = 1000  # objects asked of the storage at a time
 
@@ -70,6 +72,8 @@ class Emitter:
 
 
 async def _listed(settings: Settings, loaded: OfflinePolicy, dataset: str, prefix: str, emitter: Emitter) -> None:
+    from gateway.app.offline import dataset_lister
+
     async with dataset_lister(settings, loaded, dataset) as lister:
         token: str | None = None
         while True:
@@ -94,6 +98,8 @@ def _base_url(args: argparse.Namespace, settings: Settings) -> str:
 
 
 def cmd_urls(args: argparse.Namespace) -> int:
+    from gateway.app.offline import load_offline_policy
+
     settings = settings_from({"config": args.config, "local_dir": args.local_dir})
     loaded = load_offline_policy(settings)
     dataset = loaded.policy.datasets.get(args.dataset)
