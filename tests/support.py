@@ -109,6 +109,19 @@ def stop_process(proc: subprocess.Popen[str]) -> None:
         proc.stdout.close()
 
 
+def audit_records(audit: Path, *request_ids: str, timeout: float = 5.0) -> dict[str, dict[str, Any]]:
+    """The audit file's records by request id, once each of ``request_ids`` is in it. A record is
+    written when its answer is over: the client may hold the answer a moment before the gateway has
+    queued the record, and the writer drains its queue every 25 ms."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = audit.read_text() if audit.exists() else ""
+        records = {r["request_id"]: r for r in map(json.loads, text.splitlines())}
+        if all(rid in records for rid in request_ids) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.02)
+
+
 @dataclass
 class RunningGateway:
     url: str

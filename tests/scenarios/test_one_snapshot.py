@@ -18,7 +18,7 @@ import httpx
 
 from tests.auth.support import Canned, Idp, SigningKey
 from tests.scenarios.test_auth_scenario import okta_token
-from tests.support import RunningGateway
+from tests.support import RunningGateway, audit_records
 
 POLICY = """
 version: 1
@@ -70,8 +70,7 @@ def test_a_reload_in_the_middle_of_a_request_changes_nothing_for_it(
     later = httpx.get(f"{gw.url}/v1/datasets/team/objects/scan.png", headers={**bearer, "X-Request-ID": "later"},
                       timeout=10)
     assert later.status_code == 403
-    gw.app.runtime.audit.close()
-    records = {r["request_id"]: r for r in map(json.loads, audit.read_text().splitlines())}
+    records = audit_records(audit, "held", "later")
     assert (records["held"]["rule"], records["held"]["policy"], records["held"]["status"]) == (
         "before", first_version, 302)
     assert (records["later"]["reason"], records["later"]["policy"], records["later"]["status"]) == (

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from gateway.vendor_signing import sign_request
-from tests.support import RunningGateway
+from tests.support import RunningGateway, audit_records
 
 SECRET = "vendor-secret-" + "x" * 32
 POLICY = """
@@ -61,8 +61,7 @@ def test_a_batch_body_is_held_to_the_vendors_signature(gateway: tuple[RunningGat
     refused = _post(gw, body, forged, "forged", ago=5)  # another capture: not a replay of the first
     assert refused.status_code == 401, refused.text
     assert refused.json()["error"] == "unauthenticated" and "crown-jewels" not in refused.text
-    gw.app.runtime.audit.close()
-    records = {r["request_id"]: r for r in map(json.loads, audit.read_text().splitlines())}
+    records = audit_records(audit, "good", "forged")
     assert (records["forged"]["decision"], records["forged"]["reason"], records["forged"]["status"]) == (
         "deny", "unauthenticated", 401)
     assert records["forged"]["dataset"] is None  # the forged body was never used
