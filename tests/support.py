@@ -184,11 +184,21 @@ def page_server(html: Callable[[], str]) -> Iterator[str]:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    with serving(Handler) as origin:
+        yield origin
+
+
+@contextlib.contextmanager
+def serving(handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1", *,
+            name: str | None = None) -> Iterator[str]:
+    """Serve ``handler`` on ``host`` (a free port) from threads, for the block's duration; yields
+    ``http://<name or host>:<port>`` (``name``: ``localhost`` for 127.0.0.1 is another site to a browser)."""
+    server = ThreadingHTTPServer((host, 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"http://{name or host}:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -19,6 +19,7 @@ import jwt
 
 from gateway.auth.oidc import OidcAuthenticator
 from gateway.config import OidcIssuer
+from tests.support import serving
 
 NOW = 1_700_000_000.0
 
@@ -109,21 +110,6 @@ class Idp:
             return Canned(self.token_answer[0], json.dumps(self.token_answer[1]).encode())
         return Canned(404)
 
-
-@contextmanager
-def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
-    """Serve ``handler`` on 127.0.0.1 (a free port) from threads, for the block's duration; yields
-    ``http://127.0.0.1:<port>``."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @contextmanager

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.support import serving
 
 Forge = Callable[["Rogue", str], str]  # (the IdP, the nonce the gateway sent) -> the ID token
 
@@ -101,14 +102,6 @@ def running_rogue(host: str = "127.0.0.4") -> Iterator[Rogue]:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
             pass
 
-    server = ThreadingHTTPServer((host, 0), Handler)
-    server.daemon_threads = True
-    rogue.issuer = f"http://{host}:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with serving(Handler, host) as issuer:
+        rogue.issuer = issuer
         yield rogue
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)

@@ -8,11 +8,10 @@ import contextlib
 import json
 import os
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
@@ -21,7 +20,7 @@ import httpx
 
 from gateway.app import GatewayApp, create_app
 from gateway.settings import Settings
-from tests.support import RunningGateway, serve_app
+from tests.support import RunningGateway, serve_app, serving
 
 CLIENT_ID = "gateway"
 CLIENT_SECRET = "gateway-client-secret-for-the-tests-0123456789"
@@ -222,13 +221,5 @@ def html_site(host: str, pages: dict[str, str], *, name: str | None = None) -> I
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
             pass
 
-    server = ThreadingHTTPServer((host, 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://{name or host}:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving(Handler, host, name=name) as origin:
+        yield origin
