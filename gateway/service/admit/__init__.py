@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from gateway.auth.capabilities import PREFIX as CAPABILITY_PREFIX
 from gateway.errors import CrossSiteRefused, Unauthenticated
-from gateway.models import DenyReason
 from gateway.service.admit.capability import Capabilities
 from gateway.service.admit.keys import KeyChecks
 from gateway.service.admit.signed import SignedUrls, require_gateway_urls
@@ -48,12 +47,8 @@ class Gate(KeyChecks, SignedUrls, Capabilities):
         # authenticate() inlined: the request path's common case pays one coroutine less.
         try:
             identity = await ctx.state.auth.authenticate(ctx.request)
-        except Unauthenticated as exc:
-            self.metrics.auth_failures.labels(exc.scheme.lower(), exc.reason).inc()
-            self._refuse(ctx, exc, DenyReason.UNAUTHENTICATED)
-        except CrossSiteRefused as exc:  # a browser session sent by a page that is not an embedder
-            self.metrics.auth_failures.labels("session", exc.reason).inc()
-            self._refuse(ctx, exc, DenyReason.CROSS_SITE)
+        except (Unauthenticated, CrossSiteRefused) as exc:
+            self._unauthenticated(ctx, exc)
         return await self.admit_principal(ctx, dataset, raw_key, identity, cost=cost, grant=grant)
 
 

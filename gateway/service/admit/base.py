@@ -80,12 +80,16 @@ class GateBase:
         first, the batch, calls it before reading, then :meth:`check_body` and :meth:`admit_principal`)."""
         try:
             return await ctx.state.auth.authenticate(ctx.request)
-        except Unauthenticated as exc:
-            self.metrics.auth_failures.labels(exc.scheme.lower(), exc.reason).inc()
-            self._refuse(ctx, exc, DenyReason.UNAUTHENTICATED)
-        except CrossSiteRefused as exc:  # a browser session sent by a page that is not an embedder
+        except (Unauthenticated, CrossSiteRefused) as exc:
+            self._unauthenticated(ctx, exc)
+
+    def _unauthenticated(self, ctx: RequestContext, exc: Unauthenticated | CrossSiteRefused) -> NoReturn:
+        """A credential that does not prove itself: counted by scheme and reason, then refused."""
+        if isinstance(exc, CrossSiteRefused):  # a browser session sent by a page that is not an embedder
             self.metrics.auth_failures.labels("session", exc.reason).inc()
             self._refuse(ctx, exc, DenyReason.CROSS_SITE)
+        self.metrics.auth_failures.labels(exc.scheme.lower(), exc.reason).inc()
+        self._refuse(ctx, exc, DenyReason.UNAUTHENTICATED)
 
 
     def check_body(self, ctx: RequestContext, body: bytes) -> None:
