@@ -186,7 +186,14 @@ class SharedRedis:
             await self.client.initialize()
             await self.client.ping(target_nodes=self.client.PRIMARIES)
         else:
-            await asyncio.gather(*(self.client.ping() for _ in range(WARM_CONNECTIONS)))
+            # Every ping is awaited to its end before the first failure is raised: a ping left running
+            # after gather() raised would log "Task exception was never retrieved", and a connection it
+            # was still opening would outlive aclose() (its socket closed only by the collector).
+            results = await asyncio.gather(*(self.client.ping() for _ in range(WARM_CONNECTIONS)),
+                                           return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
 
     async def _learn(self) -> None:
         """Read what the server says about itself; warn when it endangers the gateway's keys."""
